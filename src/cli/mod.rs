@@ -1,0 +1,91 @@
+//! Subcommands and their arguments.
+
+mod probe;
+mod tools;
+mod transcode;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gpuworker",
+    version,
+    about = "Video transcoding worker: MPEG-TS segments in, an adaptive-bitrate ladder out.",
+    long_about = "Video transcoding worker: MPEG-TS segments in, an adaptive-bitrate ladder of \
+                  H.264 renditions out, with exact pixel accounting (go-livepeer compatible).\n\n\
+                  Start with `gpuworker probe`, then `gpuworker transcode` (no input = a built-in \
+                  1080p30 test clip)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the backends this machine can use, and why others are missing.
+    Probe {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Transcode segments of one stream into every rendition of a ladder.
+    Transcode(transcode::Args),
+    /// Write the built-in test clip as MPEG-TS segments.
+    Testsrc {
+        /// Directory for seg0.ts, seg1.ts, ...
+        #[arg(long, default_value = "testsrc")]
+        out: PathBuf,
+        /// Number of segments.
+        #[arg(long, default_value_t = 2)]
+        segments: u32,
+        /// Seconds per segment.
+        #[arg(long, default_value_t = 2)]
+        segment_seconds: u32,
+        /// Frame size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1920x1080")]
+        size: String,
+        /// Frames per second.
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+        /// Leave out the audio track.
+        #[arg(long)]
+        no_audio: bool,
+    },
+    /// PSNR of a rendition against its source scaled by the float64 reference resampler.
+    Psnr {
+        /// The source segment.
+        source: PathBuf,
+        /// The rendition made from it.
+        rendition: PathBuf,
+        /// Compare every N-th frame.
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a subcommand; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Probe { json } => probe::run(json),
+        Command::Transcode(args) => transcode::run(args),
+        Command::Testsrc {
+            out,
+            segments,
+            segment_seconds,
+            size,
+            fps,
+            no_audio,
+        } => tools::testsrc(out, segments, segment_seconds, &size, fps, !no_audio),
+        Command::Psnr {
+            source,
+            rendition,
+            every,
+            json,
+        } => tools::psnr(&source, &rendition, every, json),
+    }
+}

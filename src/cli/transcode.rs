@@ -1,0 +1,211 @@
+//! `gpuworker transcode`: one session over consecutive segments, a summary at the end.
+
+use anyhow::Context;
+use gpuworker::backend::cpu::scale::Kernels;
+use gpuworker::media::testsrc;
+use gpuworker::pipeline::{SegmentReport, Session, SessionConfig};
+use gpuworker::profile;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Outputs go to OUT/<profile name>/<input name>.ts (or .mp4). Each file \
+    appears only once complete. Inputs are consecutive segments of one stream; a bad segment is \
+    reported and skipped, and the exit status is 1 if any segment failed.\n\n\
+    Examples:\n  gpuworker transcode                         # built-in 1080p30 clip, bench ladder\n  \
+    gpuworker transcode seg*.ts --profiles P720p30fps16x9,P360p30fps16x9 --out out\n  \
+    gpuworker transcode in.ts --profiles ladder.json --json"
+)]
+pub struct Args {
+    /// MPEG-TS segments of one stream, in order (none: the built-in test clip).
+    pub inputs: Vec<PathBuf>,
+    /// Ladder: a go-livepeer transcodingOptions JSON file (or inline JSON), a comma list of
+    /// presets (P720p30fps16x9, P360p30fps16x9, ...), or `bench` (240p/250k, 360p/800k,
+    /// 480p/1600k, 720p/3000k, source fps, 1 s GOP).
+    #[arg(long, short, default_value = "bench")]
+    pub profiles: String,
+    /// Output directory.
+    #[arg(long, short, default_value = "out")]
+    pub out: PathBuf,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// x264 preset (ultrafast ... placebo).
+    #[arg(long, default_value = gpuworker::backend::cpu::encode::DEFAULT_PRESET)]
+    pub x264_preset: String,
+    /// Threads per decoder/encoder; 0 = automatic.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Scaler implementation: auto, portable or avx2.
+    #[arg(long, default_value = "auto")]
+    pub scaler: String,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn output_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let profiles = profile::parse_spec(&args.profiles)?;
+    let kernels = match args.scaler.as_str() {
+        "auto" => Kernels::detect(),
+        "portable" => Kernels::Portable,
+        "avx2" if Kernels::detect() == Kernels::Avx2 => Kernels::Avx2,
+        "avx2" => anyhow::bail!("--scaler avx2: this CPU has no AVX2"),
+        other => anyhow::bail!("--scaler '{other}': expected auto, portable or avx2"),
+    };
+    let inputs = if args.inputs.is_empty() {
+        let dir = args.out.join("source");
+        if !args.quiet {
+            eprintln!(
+                "no input given: writing the built-in 1080p30 test clip to {}",
+                dir.display()
+            );
+        }
+        testsrc::write_clip(&dir, &testsrc::ClipSpec::default())?
+    } else {
+        args.inputs.clone()
+    };
+    let mut stems = HashSet::new();
+    for i in &inputs {
+        let stem = i
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("segment")
+            .to_string();
+        anyhow::ensure!(
+            stems.insert(stem.clone()),
+            "two inputs are named '{stem}': outputs would collide"
+        );
+    }
+    let mut dirs = HashSet::new();
+    for p in &profiles {
+        let dir = output_name(&p.name);
+        anyhow::ensure!(
+            dirs.insert(dir.clone()),
+            "two profiles are named '{}'",
+            p.name
+        );
+        std::fs::create_dir_all(args.out.join(&dir))
+            .with_context(|| format!("cannot create {}", args.out.join(&dir).display()))?;
+    }
+
+    let mut cfg = SessionConfig::new(profiles.clone());
+    cfg.preset = args.x264_preset.clone();
+    cfg.threads = args.threads;
+    cfg.kernels = kernels;
+    let mut session = Session::new(cfg)?;
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for (n, input) in inputs.iter().enumerate() {
+        let stem = input
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("segment");
+        let outputs: Vec<PathBuf> = profiles
+            .iter()
+            .map(|p| {
+                args.out
+                    .join(output_name(&p.name))
+                    .join(format!("{stem}.{}", p.container.extension()))
+            })
+            .collect();
+        match session.transcode(input, &outputs) {
+            Ok(r) => {
+                if !args.quiet {
+                    eprintln!(
+                        "[{}/{}] {}: {} frames, {:.2} s media in {:.2} s ({:.2}x real time)",
+                        n + 1,
+                        inputs.len(),
+                        input.display(),
+                        r.decoded_frames,
+                        r.duration,
+                        r.wall_seconds,
+                        r.duration / r.wall_seconds
+                    );
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                failures.push(e.to_string());
+            }
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if args.json {
+        let v = serde_json::json!({
+            "segments": reports,
+            "failed": failures,
+            "wall_seconds": wall,
+            "scaler": session.scaler_name(),
+            "x264_preset": args.x264_preset,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_summary(
+            &reports,
+            wall,
+            session.scaler_name().as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(if failures.is_empty() { 0 } else { 1 })
+}
+
+fn print_summary(reports: &[SegmentReport], wall: f64, scaler: &str) {
+    if reports.is_empty() {
+        println!("no segment transcoded");
+        return;
+    }
+    let media: f64 = reports.iter().map(|r| r.duration).sum();
+    let frames: u64 = reports.iter().map(|r| r.decoded_frames).sum();
+    let pixels: u64 = reports.iter().map(|r| r.decoded_pixels).sum();
+    let (sw, sh) = (reports[0].source_width, reports[0].source_height);
+    println!(
+        "source {sw}x{sh}: {} segments, {frames} frames, {pixels} decoded pixels, {media:.2} s media",
+        reports.len()
+    );
+    println!(
+        "{:<16} {:>10} {:>7} {:>13} {:>10} {:>9} {:>9}",
+        "rendition", "size", "frames", "pixels", "bytes", "kbps", "target"
+    );
+    for (i, first) in reports[0].renditions.iter().enumerate() {
+        let all = reports.iter().map(|r| &r.renditions[i]);
+        let (f, p, b) = all.fold((0, 0, 0), |(f, p, b), r| {
+            (f + r.frames, p + r.pixels, b + r.bytes)
+        });
+        println!(
+            "{:<16} {:>10} {:>7} {:>13} {:>10} {:>9.0} {:>9}",
+            first.name,
+            format!("{}x{}", first.width, first.height),
+            f,
+            p,
+            b,
+            b as f64 * 8.0 / media / 1000.0,
+            first.target_bitrate / 1000
+        );
+    }
+    let sum = |f: fn(&SegmentReport) -> f64| reports.iter().map(f).sum::<f64>();
+    println!(
+        "wall {wall:.2} s = {:.2}x real time; thread time: decode {:.2} s, scale ({scaler}) {:.2} s, encode {:.2} s",
+        media / wall,
+        sum(|r| r.decode_seconds),
+        sum(|r| r.scale_seconds),
+        sum(|r| r.encode_seconds)
+    );
+    let _ = Path::new("");
+}

@@ -1,0 +1,14 @@
+//! gpuworker: turns video segments into adaptive-bitrate ladders, on the CPU or on NVIDIA GPUs.
+//!
+//! Follow one segment: [`media::demux`] opens it, [`pipeline::session`] runs it through a
+//! decoder, the multi-rendition scaler ([`backend::cpu::scale`], tables in [`scale`]) and one
+//! encoder per rendition ([`backend::cpu::encode`]), and [`media::mux`] writes each rendition.
+
+pub mod backend;
+pub mod error;
+pub mod media;
+pub mod pipeline;
+pub mod profile;
+pub mod scale;
+
+pub use error::{Error, Result};

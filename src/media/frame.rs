@@ -1,0 +1,72 @@
+//! Views of decoded and rendition frames as scaler planes. Host frames are FFmpeg `AVFrame`s
+//! (refcounted, reused across frames); the CUDA backend adds device frames beside them.
+
+use crate::scale::{chroma_size, DstFrame, Layout, Plane, PlaneMut, SrcFrame};
+use ff::format::Pixel;
+use ffmpeg_next as ff;
+
+/// A read-only scaler view of a decoded 8-bit 4:2:0 frame.
+pub fn src_view(frame: &ff::frame::Video) -> SrcFrame<'_> {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let (cw, ch) = chroma_size(w, h);
+    let plane = |i: usize, width: usize, height: usize| {
+        Some(Plane {
+            data: frame.data(i),
+            stride: frame.stride(i),
+            width,
+            height,
+        })
+    };
+    match frame.format() {
+        Pixel::NV12 => SrcFrame {
+            layout: Layout::Nv12,
+            width: w,
+            height: h,
+            planes: [plane(0, w, h), plane(1, cw * 2, ch), None],
+        },
+        _ => SrcFrame {
+            layout: Layout::I420,
+            width: w,
+            height: h,
+            planes: [plane(0, w, h), plane(1, cw, ch), plane(2, cw, ch)],
+        },
+    }
+}
+
+/// A writable scaler view of an I420 rendition frame.
+pub fn dst_view(frame: &mut ff::frame::Video) -> DstFrame<'_> {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let (cw, ch) = chroma_size(w, h);
+    let strides = [frame.stride(0), frame.stride(1), frame.stride(2)];
+    // `data_mut` borrows the whole frame, so split the three planes through raw parts of the
+    // one AVFrame; they are distinct buffers.
+    let ptr = frame as *mut ff::frame::Video;
+    let plane = |i: usize, width: usize, height: usize| {
+        // SAFETY: planes 0, 1 and 2 of a YUV420P frame are disjoint allocations, so the three
+        // mutable slices never alias; `ptr` is valid for the lifetime of the borrow of `frame`.
+        let data = unsafe { (*ptr).data_mut(i) };
+        PlaneMut {
+            data,
+            stride: strides[i],
+            width,
+            height,
+        }
+    };
+    DstFrame {
+        y: plane(0, w, h),
+        u: plane(1, cw, ch),
+        v: plane(2, cw, ch),
+    }
+}
+
+/// Makes `frame` safe to write: if an encoder still holds a reference to its buffers, FFmpeg
+/// gives it fresh ones (no copy of the contents is needed: the scaler overwrites every pixel).
+pub fn make_writable(frame: &mut ff::frame::Video) -> Result<(), ff::Error> {
+    // SAFETY: `frame` wraps a valid, allocated AVFrame.
+    let ret = unsafe { ff::ffi::av_frame_make_writable(frame.as_mut_ptr()) };
+    if ret < 0 {
+        Err(ff::Error::from(ret))
+    } else {
+        Ok(())
+    }
+}

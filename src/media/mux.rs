@@ -1,0 +1,129 @@
+//! Writing one rendition of one segment. Output goes to `NAME.part` beside the final path and
+//! is renamed into place only after the trailer is written, so a file under its final name is
+//! always complete; a writer dropped without [`RenditionWriter::finish`] removes its part file.
+
+use crate::error::{Error, Result};
+use crate::profile::Container;
+use ffmpeg_next as ff;
+use std::path::{Path, PathBuf};
+
+/// Muxer for one output file: a video stream from our encoder, and optionally the source's
+/// audio stream copied as is.
+pub struct RenditionWriter {
+    ctx: ff::format::context::Output,
+    part: PathBuf,
+    path: PathBuf,
+    video_tb: ff::Rational,
+    audio: Option<(ff::Rational, ff::Rational)>,
+    done: bool,
+}
+
+impl RenditionWriter {
+    /// Creates the part file and writes the header. `encoder` supplies the video stream's
+    /// parameters and time base; `audio` is the input's audio stream, if it is to be copied.
+    pub fn create(
+        path: &Path,
+        container: Container,
+        encoder: &ff::codec::Context,
+        encoder_tb: ff::Rational,
+        audio: Option<&ff::format::stream::Stream<'_>>,
+        service: &str,
+    ) -> Result<Self> {
+        let out_err = |detail: String| Error::Output {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let mut part = path.as_os_str().to_owned();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let mut ctx = ff::format::output_as(&part, container.muxer())
+            .map_err(|e| out_err(format!("cannot create: {e}")))?;
+        {
+            let mut st = ctx
+                .add_stream_with(encoder)
+                .map_err(|e| out_err(format!("cannot add video stream: {e}")))?;
+            st.set_time_base(encoder_tb);
+        }
+        let audio_in_tb = if let Some(a) = audio {
+            let mut st = ctx
+                .add_stream(ff::encoder::find(ff::codec::Id::None))
+                .map_err(|e| out_err(format!("cannot add audio stream: {e}")))?;
+            st.set_parameters(a.parameters());
+            // SAFETY: `st` is a stream of `ctx` with freshly copied parameters; codec_tag 0
+            // lets the muxer choose its own tag for the copied codec.
+            unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
+            Some(a.time_base())
+        } else {
+            None
+        };
+        let mut meta = ff::Dictionary::new();
+        meta.set("service_provider", service);
+        meta.set("comment", &format!("Processed by {service}"));
+        ctx.set_metadata(meta);
+        let mut opts = ff::Dictionary::new();
+        if container == Container::Mp4 {
+            opts.set("movflags", "faststart");
+        }
+        ctx.write_header_with(opts)
+            .map_err(|e| out_err(format!("cannot write header: {e}")))?;
+        let video_tb = ctx.stream(0).expect("video stream").time_base();
+        let audio = audio_in_tb.map(|tb| (tb, ctx.stream(1).expect("audio stream").time_base()));
+        Ok(RenditionWriter {
+            ctx,
+            part,
+            path: path.to_path_buf(),
+            video_tb,
+            audio,
+            done: false,
+        })
+    }
+
+    /// Writes an encoded video packet whose timestamps are in `encoder_tb`.
+    pub fn write_video(&mut self, packet: &mut ff::Packet, encoder_tb: ff::Rational) -> Result<()> {
+        packet.rescale_ts(encoder_tb, self.video_tb);
+        packet.set_stream(0);
+        packet.set_position(-1);
+        packet
+            .write_interleaved(&mut self.ctx)
+            .map_err(|e| self.err(format!("cannot write video: {e}")))
+    }
+
+    /// Copies an input audio packet (timestamps in the input stream's time base).
+    pub fn write_audio(&mut self, packet: &ff::Packet) -> Result<()> {
+        let Some((in_tb, out_tb)) = self.audio else {
+            return Ok(());
+        };
+        let mut p = packet.clone();
+        p.rescale_ts(in_tb, out_tb);
+        p.set_stream(1);
+        p.set_position(-1);
+        p.write_interleaved(&mut self.ctx)
+            .map_err(|e| self.err(format!("cannot write audio: {e}")))
+    }
+
+    /// Writes the trailer and renames the part file to its final name; returns the size.
+    pub fn finish(mut self) -> Result<u64> {
+        self.ctx
+            .write_trailer()
+            .map_err(|e| self.err(format!("cannot write trailer: {e}")))?;
+        std::fs::rename(&self.part, &self.path)
+            .map_err(|e| self.err(format!("cannot rename into place: {e}")))?;
+        self.done = true;
+        Ok(std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0))
+    }
+
+    fn err(&self, detail: String) -> Error {
+        Error::Output {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+}
+
+impl Drop for RenditionWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}

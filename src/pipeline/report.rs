@@ -1,0 +1,42 @@
+//! What a segment produced: the pixel accounting that payment and verification rely on
+//! (DESIGN.md §1), sizes, bitrates and time spent per stage.
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// One rendition of one segment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RenditionReport {
+    pub name: String,
+    pub path: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    /// Frames sent to the encoder.
+    pub frames: u64,
+    /// `frames * width * height`: what a verifier counts when it decodes the output.
+    pub pixels: u64,
+    pub bytes: u64,
+    /// Bits per second over the segment's media duration.
+    pub bitrate: u64,
+    pub target_bitrate: u64,
+}
+
+/// One segment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SegmentReport {
+    pub input: PathBuf,
+    pub index: u64,
+    pub source_width: u32,
+    pub source_height: u32,
+    /// Decoded source frames and `Σ width * height` over them.
+    pub decoded_frames: u64,
+    pub decoded_pixels: u64,
+    /// Media duration of the segment in seconds.
+    pub duration: f64,
+    pub renditions: Vec<RenditionReport>,
+    /// Wall time of the whole segment and CPU time spent in each stage, in seconds.
+    pub wall_seconds: f64,
+    pub decode_seconds: f64,
+    pub scale_seconds: f64,
+    pub encode_seconds: f64,
+}

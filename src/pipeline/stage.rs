@@ -1,0 +1,34 @@
+//! Stage traits, in libavcodec's send/receive style: explicit EOF, explicit reset, no hidden
+//! threads. The CPU backend implements them today; the CUDA backend implements the same.
+
+use crate::error::Result;
+use ffmpeg_next as ff;
+
+/// Compressed packets in, decoded frames out.
+pub trait VideoDecoder: Send {
+    fn send_packet(&mut self, packet: &ff::Packet) -> Result<()>;
+    /// Signals the end of the segment; frames still held by the decoder then come out.
+    fn send_eof(&mut self) -> Result<()>;
+    /// The next decoded frame, or `false` when more input (or nothing more) is needed.
+    fn receive_frame(&mut self, frame: &mut ff::frame::Video) -> Result<bool>;
+    /// Returns a drained decoder to its initial state for the next segment.
+    fn reset(&mut self);
+}
+
+/// Frames in, compressed packets out.
+pub trait VideoEncoder: Send {
+    /// Encodes `frame` at `pts` (in [`VideoEncoder::time_base`]); `idr` forces an IDR frame.
+    fn send_frame(&mut self, frame: &mut ff::frame::Video, pts: i64, idr: bool) -> Result<()>;
+    fn send_eof(&mut self) -> Result<()>;
+    fn receive_packet(&mut self, packet: &mut ff::Packet) -> Result<bool>;
+    /// Returns a drained encoder to a state where its next frame starts a new stream.
+    fn reset(&mut self) -> Result<()>;
+    fn time_base(&self) -> ff::Rational;
+}
+
+/// One source frame in, every rendition of the ladder out, in one pass.
+pub trait MultiScaler: Send {
+    fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()>;
+    /// Name of the implementation (for reports).
+    fn name(&self) -> String;
+}
