@@ -53,6 +53,17 @@ pub enum Command {
         #[arg(long)]
         no_audio: bool,
     },
+    /// Print, as a JSON array, the ffmpeg CLI arguments that transcode INPUT like `transcode`
+    /// does (same sizes, x264 options, rate control, GOP), for side-by-side comparisons.
+    FfmpegCmd {
+        input: PathBuf,
+        /// Output prefix: renditions go to PREFIX<profile name>.ts
+        prefix: String,
+        #[arg(long, short, default_value = "bench")]
+        profiles: String,
+        #[arg(long, default_value = gpuworker::backend::cpu::encode::DEFAULT_PRESET)]
+        x264_preset: String,
+    },
     /// PSNR of a rendition against its source scaled by the float64 reference resampler.
     Psnr {
         /// The source segment.
@@ -81,6 +92,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             fps,
             no_audio,
         } => tools::testsrc(out, segments, segment_seconds, &size, fps, !no_audio),
+        Command::FfmpegCmd {
+            input,
+            prefix,
+            profiles,
+            x264_preset,
+        } => tools::ffmpeg_cmd(&input, &prefix, &profiles, &x264_preset),
         Command::Psnr {
             source,
             rendition,

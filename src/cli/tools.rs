@@ -1,7 +1,10 @@
 //! `gpuworker testsrc` and `gpuworker psnr`.
 
 use anyhow::Context;
+use gpuworker::backend::cpu::encode::EncoderSettings;
+use gpuworker::media::demux::Segment;
 use gpuworker::media::{psnr, testsrc};
+use gpuworker::profile::{self, Gop};
 use gpuworker::scale::filter::DEFAULT_KERNEL;
 use std::path::{Path, PathBuf};
 
@@ -58,5 +61,69 @@ pub fn psnr(source: &Path, rendition: &Path, every: usize, json: bool) -> anyhow
             r.width, r.height, r.frames_compared, r.rendition_frames, r.y, r.u, r.v, r.average
         );
     }
+    Ok(0)
+}
+
+pub fn ffmpeg_cmd(input: &Path, prefix: &str, spec: &str, preset: &str) -> anyhow::Result<i32> {
+    gpuworker::media::init();
+    let profiles = profile::parse_spec(spec)?;
+    let seg = Segment::open(input)?;
+    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-y", "-i"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(input.display().to_string());
+    let n = profiles.len();
+    let split: String = (0..n).map(|i| format!("[s{i}]")).collect();
+    let mut graph = format!("[0:v]split={n}{split}");
+    let mut encoders = Vec::new();
+    for (i, p) in profiles.iter().enumerate() {
+        let (w, h) = p.output_size(seg.width, seg.height);
+        let fps = p
+            .frame_rate()
+            .map(|(n, d)| format!(",fps={n}/{d}"))
+            .unwrap_or_default();
+        graph.push_str(&format!(";[s{i}]scale={w}:{h}{fps}[o{i}]"));
+        let rate = p
+            .frame_rate()
+            .map(|(n, d)| ffmpeg_next::Rational::new(n as i32, d as i32))
+            .unwrap_or(seg.frame_rate);
+        let settings = EncoderSettings::for_profile(p, (w, h), seg.time_base, rate, preset, 0);
+        let mut e = vec![
+            "-map".to_string(),
+            format!("[o{i}]"),
+            "-map".into(),
+            "0:a?".into(),
+            "-c:a".into(),
+            "copy".into(),
+            "-c:v".into(),
+            "libx264".into(),
+        ];
+        if p.frame_rate().is_none() {
+            e.extend(["-fps_mode".into(), "passthrough".into()]);
+        }
+        for (k, v) in settings.options() {
+            e.push(format!("-{k}:v"));
+            e.push(v);
+        }
+        if let Gop::Seconds(g) = p.gop {
+            e.extend([
+                "-force_key_frames".into(),
+                format!("expr:gte(t,n_forced*{g})"),
+            ]);
+        }
+        e.extend([
+            "-f".into(),
+            p.container.muxer().into(),
+            format!("{prefix}{}.{}", p.name, p.container.extension()),
+        ]);
+        encoders.push(e);
+    }
+    args.push("-filter_complex".into());
+    args.push(graph);
+    for e in encoders {
+        args.extend(e);
+    }
+    println!("{}", serde_json::to_string(&args)?);
     Ok(0)
 }

@@ -6,11 +6,17 @@ use super::scale::{hfilter_portable_from, vfilter_portable_from};
 use crate::scale::filter::{FilterBank, H_SHIFT, V_SHIFT};
 use std::arch::x86_64::*;
 
-/// Vertical pass, sixteen outputs at a time, two source rows per multiply-add.
+/// Longest vertical window the SIMD path takes (a 4096-row source scaled to 50 rows needs 492).
+const MAX_VTAPS: usize = 512;
+
+/// Vertical pass, thirty-two outputs at a time, two source rows per multiply-add.
 pub fn vfilter_avx2(src: &[u8], offsets: &[usize], coef: &[i16], out: &mut [i16]) {
     assert!(std::arch::is_x86_feature_detected!("avx2"));
     assert_eq!(offsets.len(), coef.len());
     assert!(offsets.iter().all(|&o| o + out.len() <= src.len()));
+    if offsets.len() > MAX_VTAPS {
+        return vfilter_portable_from(src, offsets, coef, out, 0);
+    }
     // SAFETY: AVX2 is present, and every row read `src[off .. off + out.len()]` is in bounds
     // (checked above); stores stay inside `out`.
     unsafe { vfilter_avx2_inner(src, offsets, coef, out) }
@@ -20,33 +26,45 @@ pub fn vfilter_avx2(src: &[u8], offsets: &[usize], coef: &[i16], out: &mut [i16]
 unsafe fn vfilter_avx2_inner(src: &[u8], offsets: &[usize], coef: &[i16], out: &mut [i16]) {
     let width = out.len();
     let taps = offsets.len();
+    // Coefficient pairs (c[k], c[k + 1]) as the i32 lanes madd wants, computed once per row.
+    let mut pairs = [0i32; MAX_VTAPS / 2];
+    for (p, c) in pairs.iter_mut().zip(coef.chunks(2)) {
+        *p = ((c.get(1).copied().unwrap_or(0) as u16 as i32) << 16) | c[0] as u16 as i32;
+    }
     let round = _mm256_set1_epi32(1 << (V_SHIFT - 1));
     let base = src.as_ptr();
-    let load = |off: usize| _mm256_cvtepu8_epi16(_mm_loadu_si128(base.add(off) as *const __m128i));
+    let widen = |p: *const u8| _mm256_cvtepu8_epi16(_mm_loadu_si128(p as *const __m128i));
     let mut x = 0;
-    while x + 16 <= width {
-        let mut lo = round;
-        let mut hi = round;
+    // 32 outputs per iteration: two independent accumulator sets share each broadcast.
+    while x + 32 <= width {
+        let (mut lo0, mut hi0, mut lo1, mut hi1) = (round, round, round, round);
         let mut k = 0;
         while k < taps {
-            let r0 = load(offsets[k] + x);
-            let (r1, c1) = if k + 1 < taps {
-                (load(offsets[k + 1] + x), coef[k + 1])
+            let p0 = base.add(offsets[k] + x);
+            let (a0, a1) = (widen(p0), widen(p0.add(16)));
+            let (b0, b1) = if k + 1 < taps {
+                let p1 = base.add(offsets[k + 1] + x);
+                (widen(p1), widen(p1.add(16)))
             } else {
-                (_mm256_setzero_si256(), 0)
+                (_mm256_setzero_si256(), _mm256_setzero_si256())
             };
-            let pair = _mm256_set1_epi32(((c1 as u16 as i32) << 16) | coef[k] as u16 as i32);
-            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(r0, r1), pair));
-            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(r0, r1), pair));
+            let pair = _mm256_set1_epi32(pairs[k / 2]);
+            lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(_mm256_unpacklo_epi16(a0, b0), pair));
+            hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(_mm256_unpackhi_epi16(a0, b0), pair));
+            lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(_mm256_unpacklo_epi16(a1, b1), pair));
+            hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(_mm256_unpackhi_epi16(a1, b1), pair));
             k += 2;
         }
         // unpacklo/hi split each 128-bit lane, and packs re-joins them in order.
-        let words = _mm256_packs_epi32(
-            _mm256_srai_epi32::<{ V_SHIFT as i32 }>(lo),
-            _mm256_srai_epi32::<{ V_SHIFT as i32 }>(hi),
-        );
-        _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, words);
-        x += 16;
+        let pack = |lo: __m256i, hi: __m256i| {
+            _mm256_packs_epi32(
+                _mm256_srai_epi32::<{ V_SHIFT as i32 }>(lo),
+                _mm256_srai_epi32::<{ V_SHIFT as i32 }>(hi),
+            )
+        };
+        _mm256_storeu_si256(out.as_mut_ptr().add(x) as *mut __m256i, pack(lo0, hi0));
+        _mm256_storeu_si256(out.as_mut_ptr().add(x + 16) as *mut __m256i, pack(lo1, hi1));
+        x += 32;
     }
     vfilter_portable_from(src, offsets, coef, out, x);
 }
