@@ -489,9 +489,9 @@ mod tests {
         assert_eq!(p720.output_size(1440, 1080), (1280, 960));
         assert_eq!(p720.output_size(1918, 1080), (1280, 720));
         assert_eq!(p720.output_size(1080, 1920), (720, 1280));
-        // A very wide source hits the 50-pixel minimum height.
+        // A very wide source hits the 50-pixel minimum height; the width follows the aspect.
         let p144 = preset("P144p30fps16x9").unwrap();
-        assert_eq!(p144.output_size(4000, 500), (256, 50));
+        assert_eq!(p144.output_size(4000, 500), (400, 50));
     }
 
     #[test]

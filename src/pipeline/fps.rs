@@ -44,9 +44,9 @@ impl Timing {
     fn slot(src_tb: Rational, fps: (u32, u32), pts: i64) -> i64 {
         let num = pts as i128 * src_tb.numerator() as i128 * fps.0 as i128;
         let den = src_tb.denominator() as i128 * fps.1 as i128;
-        // Round half away from zero, as FFmpeg's fps filter (round=near).
-        let q = (2 * num.abs() + den) / (2 * den);
-        (if num < 0 { -q } else { q }) as i64
+        // Nearest slot, ties to the earlier one: a frame exactly between two slots (60 -> 30
+        // fps) never lands in the slot that starts the next segment.
+        ((2 * num + den - 1).div_euclid(2 * den)) as i64
     }
 
     fn max_repeat(fps: (u32, u32)) -> i64 {
