@@ -6,7 +6,7 @@ use gpuworker::media::testsrc;
 use gpuworker::pipeline::{SegmentReport, Session, SessionConfig};
 use gpuworker::profile;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -180,22 +180,25 @@ fn print_summary(reports: &[SegmentReport], wall: f64, scaler: &str) {
         reports.len()
     );
     println!(
-        "{:<16} {:>10} {:>7} {:>13} {:>10} {:>9} {:>9}",
-        "rendition", "size", "frames", "pixels", "bytes", "kbps", "target"
+        "{:<16} {:>10} {:>7} {:>13} {:>10} {:>9} {:>10} {:>9}",
+        "rendition", "size", "frames", "pixels", "bytes", "kbps", "video kbps", "target"
     );
     for (i, first) in reports[0].renditions.iter().enumerate() {
-        let all = reports.iter().map(|r| &r.renditions[i]);
-        let (f, p, b) = all.fold((0, 0, 0), |(f, p, b), r| {
-            (f + r.frames, p + r.pixels, b + r.bytes)
-        });
+        let (mut f, mut p, mut b, mut video_bits) = (0, 0, 0, 0.0);
+        for seg in reports {
+            let r = &seg.renditions[i];
+            (f, p, b) = (f + r.frames, p + r.pixels, b + r.bytes);
+            video_bits += r.video_bitrate as f64 * seg.duration;
+        }
         println!(
-            "{:<16} {:>10} {:>7} {:>13} {:>10} {:>9.0} {:>9}",
+            "{:<16} {:>10} {:>7} {:>13} {:>10} {:>9.0} {:>10.0} {:>9}",
             first.name,
             format!("{}x{}", first.width, first.height),
             f,
             p,
             b,
             b as f64 * 8.0 / media / 1000.0,
+            video_bits / media / 1000.0,
             first.target_bitrate / 1000
         );
     }
@@ -207,5 +210,4 @@ fn print_summary(reports: &[SegmentReport], wall: f64, scaler: &str) {
         sum(|r| r.scale_seconds),
         sum(|r| r.encode_seconds)
     );
-    let _ = Path::new("");
 }

@@ -15,7 +15,17 @@ pub struct RenditionWriter {
     path: PathBuf,
     video_tb: ff::Rational,
     audio: Option<(ff::Rational, ff::Rational)>,
+    video_bytes: u64,
     done: bool,
+}
+
+/// Sizes of a finished rendition file.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// The whole file.
+    pub bytes: u64,
+    /// The video elementary stream alone (what the encoder's rate control aims at).
+    pub video_bytes: u64,
 }
 
 impl RenditionWriter {
@@ -74,12 +84,14 @@ impl RenditionWriter {
             path: path.to_path_buf(),
             video_tb,
             audio,
+            video_bytes: 0,
             done: false,
         })
     }
 
     /// Writes an encoded video packet whose timestamps are in `encoder_tb`.
     pub fn write_video(&mut self, packet: &mut ff::Packet, encoder_tb: ff::Rational) -> Result<()> {
+        self.video_bytes += packet.size() as u64;
         packet.rescale_ts(encoder_tb, self.video_tb);
         packet.set_stream(0);
         packet.set_position(-1);
@@ -101,15 +113,18 @@ impl RenditionWriter {
             .map_err(|e| self.err(format!("cannot write audio: {e}")))
     }
 
-    /// Writes the trailer and renames the part file to its final name; returns the size.
-    pub fn finish(mut self) -> Result<u64> {
+    /// Writes the trailer and renames the part file to its final name.
+    pub fn finish(mut self) -> Result<Written> {
         self.ctx
             .write_trailer()
             .map_err(|e| self.err(format!("cannot write trailer: {e}")))?;
         std::fs::rename(&self.part, &self.path)
             .map_err(|e| self.err(format!("cannot rename into place: {e}")))?;
         self.done = true;
-        Ok(std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0))
+        Ok(Written {
+            bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            video_bytes: self.video_bytes,
+        })
     }
 
     fn err(&self, detail: String) -> Error {

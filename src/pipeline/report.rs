@@ -16,8 +16,10 @@ pub struct RenditionReport {
     /// `frames * width * height`: what a verifier counts when it decodes the output.
     pub pixels: u64,
     pub bytes: u64,
-    /// Bits per second over the segment's media duration.
+    /// Bits per second of the whole file (audio and container included) over the media duration.
     pub bitrate: u64,
+    /// Bits per second of the video stream alone: compare this with `target_bitrate`.
+    pub video_bitrate: u64,
     pub target_bitrate: u64,
 }
 

@@ -432,7 +432,7 @@ impl Session {
             .zip(&run.counts)
             .zip(outputs)
         {
-            let bytes = w.finish()?;
+            let written = w.finish()?;
             renditions.push(RenditionReport {
                 name: r.profile.name.clone(),
                 path: path.clone(),
@@ -440,8 +440,9 @@ impl Session {
                 height: r.size.1,
                 frames: c.frames,
                 pixels: c.frames * r.size.0 as u64 * r.size.1 as u64,
-                bytes,
-                bitrate: (bytes as f64 * 8.0 / duration) as u64,
+                bytes: written.bytes,
+                bitrate: (written.bytes as f64 * 8.0 / duration) as u64,
+                video_bitrate: (written.video_bytes as f64 * 8.0 / duration) as u64,
                 target_bitrate: r.profile.bitrate,
             });
         }
