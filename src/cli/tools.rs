@@ -84,11 +84,8 @@ pub fn ffmpeg_cmd(input: &Path, prefix: &str, spec: &str, preset: &str) -> anyho
             .map(|(n, d)| format!(",fps={n}/{d}"))
             .unwrap_or_default();
         graph.push_str(&format!(";[s{i}]scale={w}:{h}{fps}[o{i}]"));
-        let rate = p
-            .frame_rate()
-            .map(|(n, d)| ffmpeg_next::Rational::new(n as i32, d as i32))
-            .unwrap_or(seg.frame_rate);
-        let settings = EncoderSettings::for_profile(p, (w, h), seg.time_base, rate, preset, 0);
+        let settings =
+            EncoderSettings::for_profile(p, (w, h), seg.time_base, seg.frame_rate, preset, 0);
         let mut e = vec![
             "-map".to_string(),
             format!("[o{i}]"),

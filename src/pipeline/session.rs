@@ -278,16 +278,11 @@ impl Session {
         }
         for r in &mut self.renditions {
             let tb = r.timing.out_time_base(seg.time_base);
-            let rate = r
-                .profile
-                .frame_rate()
-                .map(|(n, d)| ff::Rational::new(n as i32, d as i32))
-                .unwrap_or(seg.frame_rate);
             let settings = EncoderSettings::for_profile(
                 &r.profile,
                 r.size,
                 tb,
-                rate,
+                seg.frame_rate,
                 &self.cfg.preset,
                 self.cfg.threads,
             );

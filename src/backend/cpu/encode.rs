@@ -32,14 +32,20 @@ pub struct EncoderSettings {
 pub const DEFAULT_PRESET: &str = "veryfast";
 
 impl EncoderSettings {
+    /// Settings for a profile's rendition; the frame rate is the profile's, or the source's
+    /// (`source_rate`) when the profile passes timestamps through.
     pub fn for_profile(
         p: &Profile,
         size: (u32, u32),
         time_base: ff::Rational,
-        frame_rate: ff::Rational,
+        source_rate: ff::Rational,
         preset: &str,
         threads: usize,
     ) -> Self {
+        let frame_rate = p
+            .frame_rate()
+            .map(|(n, d)| ff::Rational::new(n as i32, d as i32))
+            .unwrap_or(source_rate);
         EncoderSettings {
             width: size.0,
             height: size.1,
