@@ -33,6 +33,15 @@ pub enum Error {
     Output { path: PathBuf, detail: String },
     #[error(transparent)]
     Profile(#[from] crate::profile::ProfileError),
+    /// Admission control said no: at capacity in sessions, or a session's segment queue is full.
+    #[error("{0}")]
+    Busy(String),
+    /// Another stage of the same segment failed first (its error is the one reported).
+    #[error("segment abandoned after a failure in another stage")]
+    Aborted,
+    /// The session was closed before the segment finished.
+    #[error("session closed before the segment finished")]
+    Closed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,5 +53,18 @@ impl Error {
             stage,
             detail: e.to_string(),
         }
+    }
+}
+
+impl From<crate::sched::Busy> for Error {
+    fn from(b: crate::sched::Busy) -> Self {
+        Error::Busy(b.to_string())
+    }
+}
+
+impl Error {
+    /// Whether this is an admission refusal ("busy") rather than a failure.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy(_))
     }
 }

@@ -10,5 +10,7 @@ pub mod media;
 pub mod pipeline;
 pub mod profile;
 pub mod scale;
+pub mod sched;
+pub mod worker;
 
 pub use error::{Error, Result};

@@ -3,9 +3,11 @@
 use anyhow::Context;
 use gpuworker::backend::cpu::scale::Kernels;
 use gpuworker::media::testsrc;
-use gpuworker::pipeline::{SegmentReport, Session, SessionConfig};
+use gpuworker::pipeline::{SegmentReport, SessionConfig, Ticket};
 use gpuworker::profile;
+use gpuworker::worker::{Worker, WorkerConfig};
 use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,9 +37,13 @@ pub struct Args {
     /// x264 preset (ultrafast ... placebo).
     #[arg(long, default_value = gpuworker::backend::cpu::encode::DEFAULT_PRESET)]
     pub x264_preset: String,
-    /// Threads per decoder/encoder; 0 = automatic.
-    #[arg(long, default_value_t = 0)]
+    /// Threads inside each decoder/encoder. 1 leaves parallelism to the worker's stage pool;
+    /// 0 = libavcodec's automatic choice.
+    #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Stage pool threads; 0 = one per core.
+    #[arg(long, short, default_value_t = 0)]
+    pub jobs: usize,
     /// Scaler implementation: auto, portable or avx2.
     #[arg(long, default_value = "auto")]
     pub scaler: String,
@@ -107,10 +113,36 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cfg.preset = args.x264_preset.clone();
     cfg.threads = args.threads;
     cfg.kernels = kernels;
-    let mut session = Session::new(cfg)?;
+    let worker = Worker::new(WorkerConfig {
+        threads: args.jobs,
+        capacity: 1,
+    });
+    let session = worker.open_session(cfg)?;
     let started = Instant::now();
     let mut reports = Vec::new();
     let mut failures = Vec::new();
+    // Segments are pipelined: the next one is decoded while the last renditions still encode.
+    let mut in_flight: VecDeque<(usize, &PathBuf, Ticket)> = VecDeque::new();
+    let mut settle = |(n, input, ticket): (usize, &PathBuf, Ticket)| match ticket.wait() {
+        Ok(r) => {
+            if !args.quiet {
+                eprintln!(
+                    "[{}/{}] {}: {} frames, {:.2} s media, done {:.2} s after submission",
+                    n + 1,
+                    inputs.len(),
+                    input.display(),
+                    r.decoded_frames,
+                    r.duration,
+                    r.wall_seconds,
+                );
+            }
+            reports.push(r);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            failures.push(e.to_string());
+        }
+    };
     for (n, input) in inputs.iter().enumerate() {
         let stem = input
             .file_stem()
@@ -124,27 +156,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     .join(format!("{stem}.{}", p.container.extension()))
             })
             .collect();
-        match session.transcode(input, &outputs) {
-            Ok(r) => {
-                if !args.quiet {
-                    eprintln!(
-                        "[{}/{}] {}: {} frames, {:.2} s media in {:.2} s ({:.2}x real time)",
-                        n + 1,
-                        inputs.len(),
-                        input.display(),
-                        r.decoded_frames,
-                        r.duration,
-                        r.wall_seconds,
-                        r.duration / r.wall_seconds
-                    );
+        loop {
+            match session.submit(input, &outputs) {
+                Ok(t) => {
+                    in_flight.push_back((n, input, t));
+                    break;
                 }
-                reports.push(r);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                failures.push(e.to_string());
+                Err(e) if e.is_busy() => settle(in_flight.pop_front().expect("a segment held")),
+                Err(e) => return Err(e.into()),
             }
         }
+    }
+    while let Some(t) = in_flight.pop_front() {
+        settle(t);
     }
     let wall = started.elapsed().as_secs_f64();
     if args.json {
@@ -204,7 +228,7 @@ fn print_summary(reports: &[SegmentReport], wall: f64, scaler: &str) {
     }
     let sum = |f: fn(&SegmentReport) -> f64| reports.iter().map(f).sum::<f64>();
     println!(
-        "wall {wall:.2} s = {:.2}x real time; thread time: decode {:.2} s, scale ({scaler}) {:.2} s, encode {:.2} s",
+        "wall {wall:.2} s = {:.2}x real time; stage thread time: decode {:.2} s, scale ({scaler}) {:.2} s, encode {:.2} s",
         media / wall,
         sum(|r| r.decode_seconds),
         sum(|r| r.scale_seconds),

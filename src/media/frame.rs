@@ -1,7 +1,9 @@
 //! Views of decoded and rendition frames as scaler planes. Host frames are FFmpeg `AVFrame`s
 //! (refcounted, reused across frames); the CUDA backend adds device frames beside them.
 
-use crate::scale::{chroma_size, DstFrame, Layout, Plane, PlaneMut, SrcFrame};
+use crate::scale::{
+    chroma_size, Destinations, DstFrame, Layout, Plane, PlaneId, PlaneMut, SrcFrame,
+};
 use ff::format::Pixel;
 use ffmpeg_next as ff;
 
@@ -56,6 +58,36 @@ pub fn dst_view(frame: &mut ff::frame::Video) -> DstFrame<'_> {
         y: plane(0, w, h),
         u: plane(1, cw, ch),
         v: plane(2, cw, ch),
+    }
+}
+
+/// Rendition frames as scaler destinations, lent one plane at a time (no per-frame views).
+impl Destinations for [ff::frame::Video] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn plane(&mut self, i: usize, p: PlaneId) -> PlaneMut<'_> {
+        let frame = &mut self[i];
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        let (cw, ch) = chroma_size(w, h);
+        let (k, width, height) = match p {
+            PlaneId::Y => (0, w, h),
+            PlaneId::U => (1, cw, ch),
+            PlaneId::V => (2, cw, ch),
+        };
+        let stride = frame.stride(k);
+        PlaneMut {
+            data: frame.data_mut(k),
+            stride,
+            width,
+            height,
+        }
+    }
+
+    fn chroma(&mut self, i: usize) -> (PlaneMut<'_>, PlaneMut<'_>) {
+        let DstFrame { u, v, .. } = dst_view(&mut self[i]);
+        (u, v)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Writing one rendition of one segment. Output goes to `NAME.part` beside the final path and
 //! is renamed into place only after the trailer is written, so a file under its final name is
-//! always complete; a writer dropped without [`RenditionWriter::finish`] removes its part file.
+//! always complete. A segment's renditions are committed together: [`RenditionWriter::finish`]
+//! writes the trailer, [`Finished::commit`] renames; anything dropped before that removes its
+//! part file.
 
 use crate::error::{Error, Result};
 use crate::profile::Container;
@@ -30,13 +32,14 @@ pub struct Written {
 
 impl RenditionWriter {
     /// Creates the part file and writes the header. `encoder` supplies the video stream's
-    /// parameters and time base; `audio` is the input's audio stream, if it is to be copied.
+    /// parameters and time base; `audio` is the input's audio stream (parameters and time base),
+    /// if it is to be copied.
     pub fn create(
         path: &Path,
         container: Container,
         encoder: &ff::codec::Context,
         encoder_tb: ff::Rational,
-        audio: Option<&ff::format::stream::Stream<'_>>,
+        audio: Option<(&ff::codec::Parameters, ff::Rational)>,
         service: &str,
     ) -> Result<Self> {
         let out_err = |detail: String| Error::Output {
@@ -54,15 +57,15 @@ impl RenditionWriter {
                 .map_err(|e| out_err(format!("cannot add video stream: {e}")))?;
             st.set_time_base(encoder_tb);
         }
-        let audio_in_tb = if let Some(a) = audio {
+        let audio_in_tb = if let Some((params, tb)) = audio {
             let mut st = ctx
                 .add_stream(ff::encoder::find(ff::codec::Id::None))
                 .map_err(|e| out_err(format!("cannot add audio stream: {e}")))?;
-            st.set_parameters(a.parameters());
+            st.set_parameters(params.clone());
             // SAFETY: `st` is a stream of `ctx` with freshly copied parameters; codec_tag 0
             // lets the muxer choose its own tag for the copied codec.
             unsafe { (*(*st.as_mut_ptr()).codecpar).codec_tag = 0 };
-            Some(a.time_base())
+            Some(tb)
         } else {
             None
         };
@@ -101,11 +104,10 @@ impl RenditionWriter {
     }
 
     /// Copies an input audio packet (timestamps in the input stream's time base).
-    pub fn write_audio(&mut self, packet: &ff::Packet) -> Result<()> {
+    pub fn write_audio(&mut self, mut p: ff::Packet) -> Result<()> {
         let Some((in_tb, out_tb)) = self.audio else {
             return Ok(());
         };
-        let mut p = packet.clone();
         p.rescale_ts(in_tb, out_tb);
         p.set_stream(1);
         p.set_position(-1);
@@ -113,17 +115,17 @@ impl RenditionWriter {
             .map_err(|e| self.err(format!("cannot write audio: {e}")))
     }
 
-    /// Writes the trailer and renames the part file to its final name.
-    pub fn finish(mut self) -> Result<Written> {
+    /// Writes the trailer. The file keeps its part name until [`Finished::commit`].
+    pub fn finish(mut self) -> Result<Finished> {
         self.ctx
             .write_trailer()
             .map_err(|e| self.err(format!("cannot write trailer: {e}")))?;
-        std::fs::rename(&self.part, &self.path)
-            .map_err(|e| self.err(format!("cannot rename into place: {e}")))?;
         self.done = true;
-        Ok(Written {
-            bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+        Ok(Finished {
+            part: std::mem::take(&mut self.part),
+            path: std::mem::take(&mut self.path),
             video_bytes: self.video_bytes,
+            committed: false,
         })
     }
 
@@ -131,6 +133,42 @@ impl RenditionWriter {
         Error::Output {
             path: self.path.clone(),
             detail,
+        }
+    }
+}
+
+/// A complete rendition file still under its part name.
+#[derive(Debug)]
+pub struct Finished {
+    part: PathBuf,
+    path: PathBuf,
+    video_bytes: u64,
+    committed: bool,
+}
+
+impl Finished {
+    /// Renames the file to its final name.
+    pub fn commit(mut self) -> Result<Written> {
+        std::fs::rename(&self.part, &self.path).map_err(|e| Error::Output {
+            path: self.path.clone(),
+            detail: format!("cannot rename into place: {e}"),
+        })?;
+        self.committed = true;
+        Ok(Written {
+            bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            video_bytes: self.video_bytes,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.part);
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The transcoding pipeline: stage traits that backends implement, frame-rate conversion, and
-//! the session that keeps a stream's decoder, scaler and encoders across its segments.
+//! the session whose stages (source; one per rendition) run on the worker's pool.
 
 pub mod fps;
+mod rendition;
 pub mod report;
 pub mod session;
+mod source;
 pub mod stage;
+mod tracker;
 
 pub use report::{RenditionReport, SegmentReport};
-pub use session::{Session, SessionConfig};
+pub use session::{Session, SessionConfig, Ticket};

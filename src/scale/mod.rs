@@ -75,6 +75,69 @@ pub struct DstFrame<'a> {
     pub v: PlaneMut<'a>,
 }
 
+/// Which plane of an I420 frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaneId {
+    Y,
+    U,
+    V,
+}
+
+/// Where a multi-rendition scaler writes: any set of I420 frames that can lend out one
+/// rendition's plane (or its two chroma planes) at a time, so callers need not build a list
+/// of views per frame.
+pub trait Destinations {
+    /// Number of renditions.
+    fn count(&self) -> usize;
+    /// Plane `p` of rendition `i`.
+    fn plane(&mut self, i: usize, p: PlaneId) -> PlaneMut<'_>;
+    /// The U and V planes of rendition `i`, together.
+    fn chroma(&mut self, i: usize) -> (PlaneMut<'_>, PlaneMut<'_>);
+}
+
+fn reborrow<'s>(p: &'s mut PlaneMut<'_>) -> PlaneMut<'s> {
+    PlaneMut {
+        data: &mut *p.data,
+        stride: p.stride,
+        width: p.width,
+        height: p.height,
+    }
+}
+
+impl Destinations for [DstFrame<'_>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn plane(&mut self, i: usize, p: PlaneId) -> PlaneMut<'_> {
+        let d = &mut self[i];
+        reborrow(match p {
+            PlaneId::Y => &mut d.y,
+            PlaneId::U => &mut d.u,
+            PlaneId::V => &mut d.v,
+        })
+    }
+
+    fn chroma(&mut self, i: usize) -> (PlaneMut<'_>, PlaneMut<'_>) {
+        let d = &mut self[i];
+        (reborrow(&mut d.u), reborrow(&mut d.v))
+    }
+}
+
+impl Destinations for Vec<DstFrame<'_>> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn plane(&mut self, i: usize, p: PlaneId) -> PlaneMut<'_> {
+        self.as_mut_slice().plane(i, p)
+    }
+
+    fn chroma(&mut self, i: usize) -> (PlaneMut<'_>, PlaneMut<'_>) {
+        self.as_mut_slice().chroma(i)
+    }
+}
+
 /// Size of the chroma planes of a 4:2:0 frame.
 pub fn chroma_size(width: usize, height: usize) -> (usize, usize) {
     (width.div_ceil(2), height.div_ceil(2))

@@ -8,15 +8,13 @@ pub mod scale;
 mod scale_x86;
 
 use crate::error::Result;
-use crate::media::frame::{dst_view, src_view};
+use crate::media::frame::src_view;
 use crate::pipeline::stage::MultiScaler;
 use ffmpeg_next as ff;
 
 impl MultiScaler for scale::CpuScaler {
     fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()> {
-        let view = src_view(src);
-        let mut outs: Vec<_> = dst.iter_mut().map(dst_view).collect();
-        scale::CpuScaler::scale(self, &view, &mut outs);
+        scale::CpuScaler::scale(self, &src_view(src), dst);
         Ok(())
     }
 

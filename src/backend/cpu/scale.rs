@@ -8,7 +8,7 @@
 //! the reference, and the x86 SIMD paths in `scale_x86` must match them bit for bit.
 
 use crate::scale::filter::{FilterBank, H_SHIFT, V_SHIFT};
-use crate::scale::{DstFrame, Layout, Plane, PlaneMut, ScalePlan, SrcFrame};
+use crate::scale::{Destinations, Layout, Plane, PlaneId, PlaneMut, ScalePlan, SrcFrame};
 
 /// Which implementation of the two inner loops to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,51 +143,38 @@ impl CpuScaler {
         self.kernels
     }
 
-    /// Scales `src` into every rendition of the plan; `dst[i]` must have the size of output `i`.
-    pub fn scale(&mut self, src: &SrcFrame<'_>, dst: &mut [DstFrame<'_>]) {
+    /// Scales `src` into every rendition of the plan; rendition `i` of `dst` must have the
+    /// size of output `i`. Allocates nothing.
+    pub fn scale<D: Destinations + ?Sized>(&mut self, src: &SrcFrame<'_>, dst: &mut D) {
         assert_eq!(
             (src.width, src.height),
             (self.plan.src_width, self.plan.src_height),
             "source size differs from the scale plan"
         );
         assert_eq!(
-            dst.len(),
+            dst.count(),
             self.plan.outputs.len(),
             "one destination per rendition"
         );
-        let luma = src.planes[0].expect("luma plane");
-        let mut outs: Vec<_> = dst.iter_mut().map(|d| (&mut d.y, None)).collect();
-        self.sweep(luma, false, &mut outs);
+        self.sweep(src.planes[0].expect("luma plane"), Target::Y, dst);
         match src.layout {
             Layout::I420 => {
-                let u = src.planes[1].expect("U plane");
-                let v = src.planes[2].expect("V plane");
-                let mut outs: Vec<_> = dst.iter_mut().map(|d| (&mut d.u, None)).collect();
-                self.sweep(u, true, &mut outs);
-                let mut outs: Vec<_> = dst.iter_mut().map(|d| (&mut d.v, None)).collect();
-                self.sweep(v, true, &mut outs);
+                self.sweep(src.planes[1].expect("U plane"), Target::U, dst);
+                self.sweep(src.planes[2].expect("V plane"), Target::V, dst);
             }
-            Layout::Nv12 => {
-                let uv = src.planes[1].expect("UV plane");
-                let mut outs: Vec<_> = dst.iter_mut().map(|d| (&mut d.u, Some(&mut d.v))).collect();
-                self.sweep(uv, true, &mut outs);
-            }
+            Layout::Nv12 => self.sweep(src.planes[1].expect("UV plane"), Target::Uv, dst),
         }
     }
 
-    /// One sweep over a source plane into each rendition's destination plane, and into a
-    /// second one when the source plane interleaves two (NV12's UV).
-    fn sweep(
-        &mut self,
-        src: Plane<'_>,
-        chroma: bool,
-        outs: &mut [(&mut PlaneMut<'_>, Option<&mut PlaneMut<'_>>)],
-    ) {
+    /// One sweep over a source plane into the matching plane of each rendition (both chroma
+    /// planes when the source interleaves them, as NV12's UV does).
+    fn sweep<D: Destinations + ?Sized>(&mut self, src: Plane<'_>, into: Target, dst: &mut D) {
         let kernels = self.kernels;
+        let chroma = into != Target::Y;
         let interleaved = src.width; // samples per row, both channels for NV12
         self.next_row.fill(0);
         for y in 0..src.height {
-            for (r, (first, second)) in outs.iter_mut().enumerate() {
+            for r in 0..self.plan.outputs.len() {
                 let f = &self.plan.outputs[r];
                 let (hb, vb) = if chroma {
                     (&f.chroma_h, &f.chroma_v)
@@ -209,16 +196,25 @@ impl CpuScaler {
                         vb.row(j),
                         &mut inter[..interleaved],
                     );
-                    match second {
-                        None => kernels.hfilter(inter, hb, row_mut(first, j)),
-                        Some(second) => {
+                    match into {
+                        Target::Y => {
+                            kernels.hfilter(inter, hb, row_mut(&mut dst.plane(r, PlaneId::Y), j))
+                        }
+                        Target::U => {
+                            kernels.hfilter(inter, hb, row_mut(&mut dst.plane(r, PlaneId::U), j))
+                        }
+                        Target::V => {
+                            kernels.hfilter(inter, hb, row_mut(&mut dst.plane(r, PlaneId::V), j))
+                        }
+                        Target::Uv => {
                             let half = interleaved / 2;
                             for (x, pair) in inter[..half * 2].chunks_exact(2).enumerate() {
                                 u[x] = pair[0];
                                 v[x] = pair[1];
                             }
-                            kernels.hfilter(u, hb, row_mut(first, j));
-                            kernels.hfilter(v, hb, row_mut(second, j));
+                            let (mut pu, mut pv) = dst.chroma(r);
+                            kernels.hfilter(u, hb, row_mut(&mut pu, j));
+                            kernels.hfilter(v, hb, row_mut(&mut pv, j));
                         }
                     }
                     self.next_row[r] += 1;
@@ -232,6 +228,16 @@ impl CpuScaler {
                 o.luma_v.dst_len
             }));
     }
+}
+
+/// Which destination plane(s) a sweep writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Y,
+    U,
+    V,
+    /// An interleaved UV source row, split into U and V.
+    Uv,
 }
 
 /// Row `j` of a destination plane.

@@ -1,0 +1,268 @@
+//! The rendition stage of a session: frame-rate timing → encode → mux, for one profile. It
+//! takes scaled frames from its inbox in order, encodes each (again, where fps conversion
+//! repeats it), writes packets and copied audio into the segment's part file, and at the end
+//! of a segment drains the encoder and reports to the segment's tracker. Used buffers go back
+//! to the source's pool.
+
+use crate::backend::cpu::encode::{CpuEncoder, EncoderSettings};
+use crate::error::{Error, Result};
+use crate::media::mux::RenditionWriter;
+use crate::pipeline::fps::Timing;
+use crate::pipeline::session::{Link, SessionConfig, Start, ToRendition};
+use crate::pipeline::stage::VideoEncoder;
+use crate::pipeline::tracker::{RenditionPart, Tracker};
+use crate::profile::{Gop, Profile};
+use crate::sched::Step;
+use ffmpeg_next as ff;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The segment being written.
+struct Current {
+    tracker: Arc<Tracker>,
+    /// None once the segment has failed here (`failed` says why).
+    writer: Option<RenditionWriter>,
+    failed: Option<Error>,
+    frames: u64,
+    encode: Duration,
+}
+
+pub(crate) struct RenditionTask {
+    index: usize,
+    cfg: Arc<SessionConfig>,
+    link: Arc<Link>,
+    profile: Profile,
+    size: (u32, u32),
+    encoder: Option<CpuEncoder>,
+    timing: Timing,
+    /// Timestamp at or after which the next keyframe is forced.
+    next_keyframe: Option<i64>,
+    /// The next frame is the first of a segment (forced IDR).
+    segment_start: bool,
+    /// The last frame received: fps conversion may repeat it.
+    prev: Option<ff::frame::Video>,
+    packet: ff::Packet,
+    cur: Option<Current>,
+}
+
+impl RenditionTask {
+    pub fn new(index: usize, cfg: Arc<SessionConfig>, link: Arc<Link>) -> Self {
+        let profile = cfg.profiles[index].clone();
+        RenditionTask {
+            index,
+            timing: Timing::new(ff::Rational::new(1, 90000), profile.frame_rate()),
+            profile,
+            cfg,
+            link,
+            size: (0, 0),
+            encoder: None,
+            next_keyframe: None,
+            segment_start: true,
+            prev: None,
+            packet: ff::Packet::empty(),
+            cur: None,
+        }
+    }
+
+    fn start(&mut self, s: Start) {
+        let tracker = s.tracker.clone();
+        let (writer, failed) = match self.open(&s) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                self.reset();
+                (None, Some(e))
+            }
+        };
+        self.segment_start = true;
+        self.cur = Some(Current {
+            tracker,
+            writer,
+            failed,
+            frames: 0,
+            encode: Duration::ZERO,
+        });
+    }
+
+    /// Sets up the encoder for the segment (reusing it when nothing changed) and its writer.
+    fn open(&mut self, s: &Start) -> Result<RenditionWriter> {
+        if self.size != s.size {
+            self.size = s.size;
+            self.timing = Timing::new(s.time_base, self.profile.frame_rate());
+        }
+        let settings = EncoderSettings::for_profile(
+            &self.profile,
+            self.size,
+            self.timing.out_time_base(s.time_base),
+            s.frame_rate,
+            &self.cfg.preset,
+            self.cfg.threads,
+        );
+        if self.encoder.as_ref().map(|e| e.settings()) != Some(&settings) {
+            self.encoder = Some(CpuEncoder::open(&settings)?);
+            self.timing = Timing::new(s.time_base, self.profile.frame_rate());
+            self.next_keyframe = None;
+        }
+        let enc = self.encoder.as_ref().expect("opened");
+        RenditionWriter::create(
+            &s.output,
+            self.profile.container,
+            enc.context(),
+            enc.time_base(),
+            s.audio.as_ref().map(|(p, tb)| (p, *tb)),
+            &self.cfg.service,
+        )
+    }
+
+    /// Forgets codec state after a failure; the next segment starts afresh.
+    fn reset(&mut self) {
+        self.encoder = None;
+        self.size = (0, 0);
+        self.next_keyframe = None;
+        if let Some(f) = self.prev.take() {
+            self.link.recycle(self.index, f);
+        }
+    }
+
+    fn frame(&mut self, frame: ff::frame::Video, pts: i64) -> Result<()> {
+        // The previous frame fills the output slots up to this frame's (fps conversion).
+        let repeats = self.timing.repeats_before(pts);
+        if self.prev.is_some() {
+            for slot in repeats.clone() {
+                self.encode_prev(slot)?;
+            }
+        }
+        self.timing.advance_to(repeats.end);
+        if let Some(old) = self.prev.replace(frame) {
+            self.link.recycle(self.index, old);
+        }
+        if let Some(out_pts) = self.timing.place(pts) {
+            self.encode_prev(out_pts)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the held frame at `pts` and writes what comes out.
+    fn encode_prev(&mut self, pts: i64) -> Result<()> {
+        let t = Instant::now();
+        let enc = self.encoder.as_mut().expect("opened");
+        let tb = enc.time_base();
+        let mut idr = self.segment_start;
+        if let Gop::Seconds(s) = self.profile.gop {
+            if self.next_keyframe.is_some_and(|k| pts >= k) {
+                idr = true;
+            }
+            if idr {
+                let ticks = (s * tb.denominator() as f64 / tb.numerator() as f64).round() as i64;
+                self.next_keyframe = Some(pts + ticks.max(1));
+            }
+        }
+        self.segment_start = false;
+        enc.send_frame(self.prev.as_mut().expect("held frame"), pts, idr)?;
+        let cur = self.cur.as_mut().expect("segment");
+        cur.frames += 1;
+        let writer = cur.writer.as_mut().expect("writer");
+        while enc.receive_packet(&mut self.packet)? {
+            writer.write_video(&mut self.packet, tb)?;
+        }
+        cur.encode += t.elapsed();
+        Ok(())
+    }
+
+    /// End of segment: last repeats, drain the encoder, reset it for the next segment.
+    fn end(&mut self, end_pts: i64) -> Result<RenditionPart> {
+        let repeats = self.timing.repeats_at_end(end_pts);
+        if self.prev.is_some() {
+            for slot in repeats.clone() {
+                self.encode_prev(slot)?;
+            }
+        }
+        self.timing.advance_to(repeats.end);
+        let t = Instant::now();
+        let enc = self.encoder.as_mut().expect("opened");
+        let tb = enc.time_base();
+        enc.send_eof()?;
+        let cur = self.cur.as_mut().expect("segment");
+        let writer = cur.writer.as_mut().expect("writer");
+        while enc.receive_packet(&mut self.packet)? {
+            writer.write_video(&mut self.packet, tb)?;
+        }
+        enc.reset()?;
+        cur.encode += t.elapsed();
+        let file = cur.writer.take().expect("writer").finish()?;
+        Ok(RenditionPart {
+            name: self.profile.name.clone(),
+            file,
+            width: self.size.0,
+            height: self.size.1,
+            frames: cur.frames,
+            target_bitrate: self.profile.bitrate,
+            encode: cur.encode,
+        })
+    }
+
+    /// Runs `f` on the current segment unless it already failed here; a failure drops the
+    /// segment's output and the encoder.
+    fn guarded(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) {
+        if self.cur.as_ref().is_none_or(|c| c.failed.is_some()) {
+            return;
+        }
+        if let Err(e) = f(self) {
+            let cur = self.cur.as_mut().expect("segment");
+            cur.writer = None;
+            cur.failed = Some(e);
+            self.reset();
+        }
+    }
+
+    fn handle(&mut self, msg: ToRendition) {
+        match msg {
+            ToRendition::Start(s) => self.start(*s),
+            ToRendition::Frame { frame, pts } => {
+                if self.cur.as_ref().is_none_or(|c| c.failed.is_some()) {
+                    self.link.recycle(self.index, frame);
+                } else {
+                    self.guarded(|r| r.frame(frame, pts));
+                }
+            }
+            ToRendition::Audio(p) => self.guarded(|r| {
+                let cur = r.cur.as_mut().expect("segment");
+                cur.writer.as_mut().expect("writer").write_audio(p)
+            }),
+            ToRendition::End { end_pts } => {
+                let mut part = None;
+                self.guarded(|r| {
+                    part = Some(r.end(end_pts)?);
+                    Ok(())
+                });
+                let Some(cur) = self.cur.take() else { return };
+                let result = match (part, cur.failed) {
+                    (Some(p), _) => Ok(p),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => Err(Error::Aborted),
+                };
+                cur.tracker.rendition_done(self.index, result);
+            }
+            ToRendition::Abort => {
+                self.reset();
+                self.timing = Timing::new(ff::Rational::new(1, 90000), self.profile.frame_rate());
+                if let Some(cur) = self.cur.take() {
+                    cur.tracker
+                        .rendition_done(self.index, Err(cur.failed.unwrap_or(Error::Aborted)));
+                }
+            }
+        }
+    }
+}
+
+impl crate::sched::Task for RenditionTask {
+    fn step(&mut self) -> Step {
+        match self.link.inboxes[self.index].pop() {
+            Some(msg) => {
+                self.link.freed();
+                self.handle(msg);
+                Step::More
+            }
+            None => Step::Idle,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The worker: one CPU stage pool sized to the cores, admission control in sessions, and the
+//! sessions it runs. Every front end (CLI, bench, network) goes through it.
+
+use crate::error::Result;
+use crate::pipeline::{Session, SessionConfig};
+use crate::sched::{Admission, Pool};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Pool threads; 0 = one per core.
+    pub threads: usize,
+    /// Sessions admitted at once; more are refused as busy.
+    pub capacity: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            threads: 0,
+            capacity: 16,
+        }
+    }
+}
+
+pub struct Worker {
+    pool: Pool,
+    admission: Arc<Admission>,
+}
+
+/// Cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> Self {
+        let threads = if cfg.threads == 0 {
+            cores()
+        } else {
+            cfg.threads
+        };
+        let max_actors = cfg.capacity * (crate::profile::MAX_RENDITIONS + 1);
+        Worker {
+            pool: Pool::new(threads, max_actors),
+            admission: Admission::new(cfg.capacity),
+        }
+    }
+
+    /// Opens a session, or refuses at once with [`crate::Error::Busy`] at capacity.
+    pub fn open_session(&self, cfg: SessionConfig) -> Result<Session> {
+        let permit = self.admission.admit()?;
+        Session::open(&self.pool.handle(), permit, cfg)
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
