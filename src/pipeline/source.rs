@@ -93,10 +93,7 @@ impl Source {
     fn send(&mut self, i: usize, msg: ToRendition) {
         if self.outbox.is_empty() {
             match self.link.inboxes[i].push(msg) {
-                Ok(()) => {
-                    self.link.wake_rendition(i);
-                    return;
-                }
+                Ok(()) => self.link.wake_rendition(i),
                 Err(msg) => self.outbox.push_back((i, msg)),
             }
         } else {
