@@ -9,6 +9,7 @@ pub mod error;
 pub mod media;
 pub mod pipeline;
 pub mod profile;
+pub mod bench;
 pub mod scale;
 pub mod sched;
 pub mod worker;

@@ -1,5 +1,6 @@
 //! Subcommands and their arguments.
 
+mod bench;
 mod probe;
 mod tools;
 mod transcode;
@@ -32,6 +33,9 @@ pub enum Command {
     },
     /// Transcode segments of one stream into every rendition of a ladder.
     Transcode(transcode::Args),
+    /// Measure concurrent sessions: latency percentiles, throughput, CPU and memory;
+    /// --find-max searches for the most real-time live sessions.
+    Bench(bench::Args),
     /// Write the built-in test clip as MPEG-TS segments.
     Testsrc {
         /// Directory for seg0.ts, seg1.ts, ...
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Probe { json } => probe::run(json),
         Command::Transcode(args) => transcode::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Testsrc {
             out,
             segments,
