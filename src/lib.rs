@@ -5,11 +5,11 @@
 //! encoder per rendition ([`backend::cpu::encode`]), and [`media::mux`] writes each rendition.
 
 pub mod backend;
+pub mod bench;
 pub mod error;
 pub mod media;
 pub mod pipeline;
 pub mod profile;
-pub mod bench;
 pub mod scale;
 pub mod sched;
 pub mod worker;

@@ -16,7 +16,10 @@ pub struct InputSegment {
 pub fn load(spec: &Path) -> Result<Vec<InputSegment>> {
     let segs = if spec.is_dir() {
         from_dir(spec)?
-    } else if spec.extension().is_some_and(|e| e.eq_ignore_ascii_case("m3u8")) {
+    } else if spec
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"))
+    {
         from_playlist(spec)?
     } else {
         bail!(
@@ -34,7 +37,10 @@ fn from_playlist(path: &Path) -> Result<Vec<InputSegment>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !text.trim_start().starts_with("#EXTM3U") {
-        bail!("{}: not an HLS playlist (no #EXTM3U header)", path.display());
+        bail!(
+            "{}: not an HLS playlist (no #EXTM3U header)",
+            path.display()
+        );
     }
     if text.contains("#EXT-X-STREAM-INF") {
         bail!(
@@ -54,7 +60,10 @@ fn from_playlist(path: &Path) -> Result<Vec<InputSegment>> {
             );
         } else if !line.is_empty() && !line.starts_with('#') {
             if line.contains("://") {
-                bail!("{}: remote segment URI '{line}' (give local files)", path.display());
+                bail!(
+                    "{}: remote segment URI '{line}' (give local files)",
+                    path.display()
+                );
             }
             let d = duration
                 .take()
@@ -131,7 +140,10 @@ mod tests {
         assert_eq!(s[0].path, dir.join("source/0.ts"));
         assert_eq!((s[0].duration, s[1].duration), (2.0, 1.5));
         std::fs::write(&p, "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow.m3u8\n").unwrap();
-        assert!(from_playlist(&p).unwrap_err().to_string().contains("master"));
+        assert!(from_playlist(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("master"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -465,7 +465,11 @@ fn summarise(
             },
             total_source_duration: media,
             total_transcoding_duration: transcoding,
-            realtime_duration_ratio: if media > 0.0 { transcoding / media } else { 0.0 },
+            realtime_duration_ratio: if media > 0.0 {
+                transcoding / media
+            } else {
+                0.0
+            },
         },
         realtime: counts.total > 0
             && counts.ok == counts.total
@@ -478,7 +482,11 @@ fn summarise(
 /// The largest number of concurrent live sessions that stays real-time, searched by doubling
 /// and then bisection up to `max_sessions`; returns it (0 if even one session is not) and
 /// every trial run, in the order run.
-pub fn find_max(cfg: &BenchConfig, max_sessions: usize, progress: &Progress) -> (usize, Vec<Trial>) {
+pub fn find_max(
+    cfg: &BenchConfig,
+    max_sessions: usize,
+    progress: &Progress,
+) -> (usize, Vec<Trial>) {
     let mut trials: Vec<Trial> = Vec::new();
     let run = |n: usize, trials: &mut Vec<Trial>| {
         let t = run_trial(cfg, n, progress);

@@ -75,7 +75,10 @@ impl FindMax {
 
 /// livepeer_bench's per-segment CSV.
 pub fn write_csv(out: &mut dyn Write, trials: &[Trial]) -> std::io::Result<()> {
-    writeln!(out, "timestamp,session,segment,seg_dur,transcode_time,frames")?;
+    writeln!(
+        out,
+        "timestamp,session,segment,seg_dur,transcode_time,frames"
+    )?;
     for t in trials {
         for r in t.records.iter().filter(|r| r.status == "ok") {
             writeln!(
@@ -98,7 +101,10 @@ pub fn livepeer_table(t: &Trial) -> String {
             "Real-Time Segs Transcoded",
             l.realtime_segs_transcoded.to_string(),
         ),
-        ("* Real-Time Segs Ratio *", format!("{:.4}", l.realtime_segs_ratio)),
+        (
+            "* Real-Time Segs Ratio *",
+            format!("{:.4}", l.realtime_segs_ratio),
+        ),
         (
             "Total Source Duration",
             format!("{:.3}s", l.total_source_duration),

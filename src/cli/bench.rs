@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Each session is one stream with its own decoder, scaler and encoders. \
+#[command(
+    after_help = "Each session is one stream with its own decoder, scaler and encoders. \
     Live (the default): segment j of a session arrives j segment-durations after the session \
     starts, and its latency runs from arrival to the last rendition written. A session that \
     cannot take a segment when it arrives refuses it as busy. Offline: segments are fed as \
@@ -19,7 +20,8 @@ use std::time::Duration;
     segment duration is at most 0.8 (Livepeer's advice: keep 20% for the network).\n\n\
     Examples:\n  gpuworker bench --find-max                   # built-in 1080p30 clip, bench ladder\n  \
     gpuworker bench --in bbb/source.m3u8 --sessions 4 --csv bench.csv\n  \
-    gpuworker bench --in segs/ --offline --sessions 8 --report r.json --plot p.svg")]
+    gpuworker bench --in segs/ --offline --sessions 8 --report r.json --plot p.svg"
+)]
 pub struct Args {
     /// HLS media playlist (.m3u8) or directory of .ts segments (none: the built-in clip, 4 x 2 s
     /// of 1080p30).
@@ -163,7 +165,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         );
         eprintln!("| Live Mode                    | {}", cfg.live);
-        eprintln!("| Device                       | cpu ({} cores, {})", machine.cores, machine.cpu);
+        eprintln!(
+            "| Device                       | cpu ({} cores, {})",
+            machine.cores, machine.cpu
+        );
         eprintln!("| Repeat Times                 | {}", args.repeat);
     }
 

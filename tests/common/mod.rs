@@ -132,3 +132,29 @@ pub fn make_clip(path: &Path, size: &str, fps: u32, seconds: f64, gop: u32, extr
     args.push(p);
     ffmpeg(&args);
 }
+
+/// Writes the built-in clip (small) into `dir` with the gpuworker binary; returns the segments.
+pub fn small_clip(dir: &Path, segments: u32, segment_seconds: u32) -> Vec<PathBuf> {
+    let out = gpuworker(&[
+        "testsrc",
+        "--out",
+        dir.to_str().unwrap(),
+        "--segments",
+        &segments.to_string(),
+        "--segment-seconds",
+        &segment_seconds.to_string(),
+        "--size",
+        "256x144",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (0..segments)
+        .map(|i| dir.join(format!("seg{i}.ts")))
+        .collect()
+}
+
+/// A two-rendition ladder small enough for quick concurrent tests.
+pub const SMALL_LADDER: &str = r#"[{"name":"144p","width":256,"height":144,"bitrate":200000},{"name":"72p","width":128,"height":72,"bitrate":100000}]"#;
