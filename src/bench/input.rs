@@ -83,7 +83,7 @@ fn from_dir(dir: &Path) -> Result<Vec<InputSegment>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ts")))
         .collect();
-    paths.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    paths.sort_by_key(|p| natural_key(p));
     paths
         .into_iter()
         .map(|path| {
@@ -149,8 +149,8 @@ mod tests {
 
     #[test]
     fn natural_order() {
-        let mut v = vec![PathBuf::from("seg10.ts"), PathBuf::from("seg2.ts")];
-        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+        let mut v = [PathBuf::from("seg10.ts"), PathBuf::from("seg2.ts")];
+        v.sort_by_key(|p| natural_key(p));
         assert_eq!(v[0], PathBuf::from("seg2.ts"));
     }
 }
