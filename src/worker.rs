@@ -23,6 +23,7 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Close (drop) a worker's sessions before the worker: its pool threads run their stages.
 pub struct Worker {
     pool: Pool,
     admission: Arc<Admission>,
