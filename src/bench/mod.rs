@@ -133,7 +133,8 @@ pub struct Trial {
     pub livepeer: LivepeerSummary,
     /// No refusal, no failure and p95 latency ratio within [`REALTIME_MARGIN`].
     pub realtime: bool,
-    #[serde(skip)]
+    /// Every segment, in session and segment order.
+    #[serde(rename = "per_segment")]
     pub records: Vec<SegmentRecord>,
 }
 
@@ -308,14 +309,17 @@ fn drive_session(
     };
     let _ = std::fs::create_dir_all(&dir);
     let mut pending: VecDeque<(usize, Ticket, Vec<PathBuf>)> = VecDeque::new();
-    let settle = |(j, ticket, outs): (usize, Ticket, Vec<PathBuf>), records: &mut Vec<_>| {
-        let r = ticket.wait();
+    // Records a settled segment and, unless kept, removes its renditions.
+    let done = |j: usize, outs: &[PathBuf], r, records: &mut Vec<_>| {
         if !cfg.keep {
-            for o in &outs {
+            for o in outs {
                 let _ = std::fs::remove_file(o);
             }
         }
         records.push(record(j, inputs[j], r));
+    };
+    let settle = |(j, ticket, outs): (usize, Ticket, Vec<PathBuf>), records: &mut Vec<_>| {
+        done(j, &outs, ticket.wait(), records)
     };
     let start = Instant::now();
     let mut arrival = 0.0;
@@ -331,10 +335,7 @@ fn drive_session(
                     Some((_, t, _)) => {
                         if let Some(r) = t.wait_timeout(Duration::from_secs_f64(wait)) {
                             let (j0, _, outs) = pending.pop_front().expect("front");
-                            if !cfg.keep {
-                                outs.iter().for_each(|o| drop(std::fs::remove_file(o)));
-                            }
-                            records.push(record(j0, inputs[j0], r));
+                            done(j0, &outs, r, &mut records);
                         }
                     }
                     None => std::thread::sleep(Duration::from_secs_f64(wait)),

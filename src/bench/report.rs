@@ -11,7 +11,7 @@ pub struct Report {
     pub version: &'static str,
     pub machine: Machine,
     pub config: serde_json::Value,
-    pub trials: Vec<TrialReport>,
+    pub trials: Vec<Trial>,
     /// Present after `--find-max`.
     pub find_max: Option<FindMax>,
 }
@@ -43,13 +43,6 @@ impl Machine {
             ffmpeg: info.ffmpeg,
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-pub struct TrialReport {
-    #[serde(flatten)]
-    pub trial: Trial,
-    pub per_segment: Vec<super::SegmentRecord>,
 }
 
 #[derive(Debug, Serialize)]

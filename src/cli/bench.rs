@@ -242,6 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
         write_atomic(path, plot::svg(&trials, &title).as_bytes())?;
     }
+    let failed: usize = trials.iter().map(|t| t.segments.failed).sum();
     if let Some(path) = &args.report {
         let config = serde_json::json!({
             "input": source,
@@ -259,13 +260,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             version: env!("CARGO_PKG_VERSION"),
             machine,
             config,
-            trials: trials
-                .iter()
-                .map(|t| report::TrialReport {
-                    per_segment: t.records.clone(),
-                    trial: t.clone(),
-                })
-                .collect(),
+            trials,
             find_max: found,
         };
         write_atomic(path, serde_json::to_string_pretty(&rep)?.as_bytes())?;
@@ -273,6 +268,5 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if owns_scratch {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    let failed: usize = trials.iter().map(|t| t.segments.failed).sum();
     Ok(if failed > 0 { 1 } else { 0 })
 }
