@@ -122,6 +122,8 @@ pub struct FilterBank {
     pub taps: usize,
     /// First source sample of each output's window.
     pub start: Vec<i32>,
+    /// One past the last sample any window reads: `max(start) + taps`.
+    pub end: usize,
     /// `dst_len * taps` coefficients; each row sums to `1 << COEF_BITS`.
     pub coef: Vec<i16>,
 }
@@ -160,6 +162,7 @@ impl FilterBank {
             src_len,
             dst_len,
             taps,
+            end: start.iter().map(|&s| s as usize).max().unwrap_or(0) + taps,
             start,
             coef,
         }

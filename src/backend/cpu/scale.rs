@@ -44,6 +44,40 @@ impl Kernels {
         }
     }
 
+    /// Horizontal pass over `rows` (≤ [`BLOCK_ROWS`]) intermediate rows of `block`, `stride`
+    /// apart, into destination rows `j0 ..`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hfilter_block(
+        self,
+        block: &[i16],
+        stride: usize,
+        rows: usize,
+        bank: &HBank,
+        scratch: &mut BlockScratch,
+        dst: &mut PlaneMut<'_>,
+        j0: usize,
+    ) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => super::scale_x86::hfilter_block_avx2(
+                block,
+                stride,
+                rows,
+                &bank.pairs,
+                &mut scratch.t,
+                &mut scratch.out_t,
+                dst,
+                j0,
+            ),
+            _ => {
+                for r in 0..rows {
+                    let row = &block[r * stride..(r + 1) * stride];
+                    hfilter_portable(row, &bank.bank, row_mut(dst, j0 + r));
+                }
+            }
+        }
+    }
+
     pub fn hfilter(self, inter: &[i16], bank: &FilterBank, out: &mut [u8]) {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -105,31 +139,89 @@ pub fn hfilter_portable_from(inter: &[i16], bank: &FilterBank, out: &mut [u8], f
     }
 }
 
+/// Intermediate rows per horizontal block.
+pub const BLOCK_ROWS: usize = 16;
+
+/// A horizontal filter bank with what the block filter of each kernel set needs.
+#[derive(Debug, Clone)]
+pub struct HBank {
+    pub bank: FilterBank,
+    #[cfg(target_arch = "x86_64")]
+    pairs: super::scale_x86::PairTable,
+}
+
+impl HBank {
+    fn new(bank: &FilterBank) -> Self {
+        HBank {
+            #[cfg(target_arch = "x86_64")]
+            pairs: super::scale_x86::PairTable::new(bank),
+            bank: bank.clone(),
+        }
+    }
+}
+
+/// Scratch space of the block filter (transposed block, transposed output).
+#[derive(Debug, Default)]
+pub struct BlockScratch {
+    t: Vec<i16>,
+    out_t: Vec<u8>,
+}
+
 /// The CPU scaler for one source size and one ladder. Allocates only at construction.
 #[derive(Debug)]
 pub struct CpuScaler {
     plan: ScalePlan,
     kernels: Kernels,
-    /// Vertically filtered row (interleaved UV for NV12), then deinterleaved U and V rows;
-    /// each zero-padded for the horizontal windows.
-    inter: [Vec<i16>; 3],
+    /// Per rendition: luma and chroma horizontal banks.
+    hbanks: Vec<[HBank; 2]>,
+    /// Per rendition: blocks of vertically filtered rows waiting for the horizontal pass, the
+    /// second for V when an NV12 source's UV rows are split. Rows are `stride` long and
+    /// zero-padded past the source width for the horizontal windows.
+    blocks: Vec<[Vec<i16>; 2]>,
+    stride: usize,
+    /// One vertically filtered interleaved UV row (NV12).
+    inter: Vec<i16>,
+    scratch: BlockScratch,
     offsets: Vec<usize>,
     next_row: Vec<usize>,
 }
 
 impl CpuScaler {
     pub fn new(plan: ScalePlan, kernels: Kernels) -> Self {
-        let pad = plan
+        let hbanks: Vec<[HBank; 2]> = plan
             .outputs
             .iter()
-            .map(|o| o.luma_h.taps.max(o.chroma_h.taps))
+            .map(|o| [HBank::new(&o.luma_h), HBank::new(&o.chroma_h)])
+            .collect();
+        let mut reach = plan.src_width + 2;
+        for [l, c] in &hbanks {
+            reach = reach.max(l.bank.end).max(c.bank.end);
+            #[cfg(target_arch = "x86_64")]
+            {
+                reach = reach.max(l.pairs.end).max(c.pairs.end);
+            }
+        }
+        let stride = reach.next_multiple_of(8);
+        let widest = plan
+            .outputs
+            .iter()
+            .map(|o| o.luma_h.dst_len)
             .max()
             .unwrap_or(0);
-        let len = plan.src_width + 2 + pad;
+        let n = plan.outputs.len();
         CpuScaler {
-            inter: [vec![0; len], vec![0; len], vec![0; len]],
+            hbanks,
+            blocks: (0..n)
+                .map(|_| [vec![0; BLOCK_ROWS * stride], vec![0; BLOCK_ROWS * stride]])
+                .collect(),
+            stride,
+            inter: vec![0; stride],
+            scratch: BlockScratch {
+                t: vec![0; BLOCK_ROWS * stride],
+                out_t: vec![0; widest.next_multiple_of(16) * BLOCK_ROWS],
+            },
             offsets: Vec::new(),
-            next_row: vec![0; plan.outputs.len()],
+            next_row: vec![0; n],
             plan,
             kernels,
         }
@@ -169,59 +261,70 @@ impl CpuScaler {
     /// One sweep over a source plane into the matching plane of each rendition (both chroma
     /// planes when the source interleaves them, as NV12's UV does).
     fn sweep<D: Destinations + ?Sized>(&mut self, src: Plane<'_>, into: Target, dst: &mut D) {
-        let kernels = self.kernels;
+        let CpuScaler {
+            plan,
+            kernels,
+            hbanks,
+            blocks,
+            stride,
+            inter,
+            scratch,
+            offsets,
+            next_row,
+        } = self;
+        let (kernels, stride) = (*kernels, *stride);
         let chroma = into != Target::Y;
         let interleaved = src.width; // samples per row, both channels for NV12
-        self.next_row.fill(0);
+        next_row.fill(0);
+        let plane = |t: Target| match t {
+            Target::Y => PlaneId::Y,
+            Target::U | Target::Uv => PlaneId::U,
+            Target::V => PlaneId::V,
+        };
         for y in 0..src.height {
-            for r in 0..self.plan.outputs.len() {
-                let f = &self.plan.outputs[r];
-                let (hb, vb) = if chroma {
-                    (&f.chroma_h, &f.chroma_v)
+            for r in 0..plan.outputs.len() {
+                let vb = if chroma {
+                    &plan.outputs[r].chroma_v
                 } else {
-                    (&f.luma_h, &f.luma_v)
+                    &plan.outputs[r].luma_v
                 };
-                while self.next_row[r] < vb.dst_len
-                    && vb.start[self.next_row[r]] as usize + vb.taps - 1 <= y
+                while next_row[r] < vb.dst_len && vb.start[next_row[r]] as usize + vb.taps - 1 <= y
                 {
-                    let j = self.next_row[r];
+                    let j = next_row[r];
+                    let slot = j % BLOCK_ROWS;
                     let start = vb.start[j] as usize;
-                    self.offsets.clear();
-                    self.offsets
-                        .extend((0..vb.taps).map(|k| (start + k) * src.stride));
-                    let [inter, u, v] = &mut self.inter;
-                    kernels.vfilter(
-                        src.data,
-                        &self.offsets,
-                        vb.row(j),
-                        &mut inter[..interleaved],
-                    );
-                    match into {
-                        Target::Y => {
-                            kernels.hfilter(inter, hb, row_mut(&mut dst.plane(r, PlaneId::Y), j))
+                    offsets.clear();
+                    offsets.extend((0..vb.taps).map(|k| (start + k) * src.stride));
+                    let [first, second] = &mut blocks[r];
+                    let bank = &hbanks[r][usize::from(chroma)];
+                    let row = slot * stride..slot * stride + interleaved / 2;
+                    if into == Target::Uv {
+                        let inter = &mut inter[..interleaved];
+                        kernels.vfilter(src.data, offsets, vb.row(j), inter);
+                        let (u, v) = (&mut first[row.clone()], &mut second[row]);
+                        for ((pair, u), v) in inter.chunks_exact(2).zip(u).zip(v) {
+                            *u = pair[0];
+                            *v = pair[1];
                         }
-                        Target::U => {
-                            kernels.hfilter(inter, hb, row_mut(&mut dst.plane(r, PlaneId::U), j))
-                        }
-                        Target::V => {
-                            kernels.hfilter(inter, hb, row_mut(&mut dst.plane(r, PlaneId::V), j))
-                        }
-                        Target::Uv => {
-                            let half = interleaved / 2;
-                            for (x, pair) in inter[..half * 2].chunks_exact(2).enumerate() {
-                                u[x] = pair[0];
-                                v[x] = pair[1];
-                            }
-                            let (mut pu, mut pv) = dst.chroma(r);
-                            kernels.hfilter(u, hb, row_mut(&mut pu, j));
-                            kernels.hfilter(v, hb, row_mut(&mut pv, j));
+                    } else {
+                        let out = &mut first[slot * stride..slot * stride + interleaved];
+                        kernels.vfilter(src.data, offsets, vb.row(j), out);
+                    }
+                    next_row[r] += 1;
+                    if slot == BLOCK_ROWS - 1 || j + 1 == vb.dst_len {
+                        // The block is full (or the plane done): horizontal pass.
+                        let (j0, rows) = (j - slot, slot + 1);
+                        let mut p = dst.plane(r, plane(into));
+                        kernels.hfilter_block(first, stride, rows, bank, scratch, &mut p, j0);
+                        if into == Target::Uv {
+                            let mut v = dst.plane(r, PlaneId::V);
+                            kernels.hfilter_block(second, stride, rows, bank, scratch, &mut v, j0);
                         }
                     }
-                    self.next_row[r] += 1;
                 }
             }
         }
-        debug_assert!(self.next_row.iter().zip(&self.plan.outputs).all(|(&n, o)| n
+        debug_assert!(next_row.iter().zip(&plan.outputs).all(|(&n, o)| n
             == if chroma {
                 o.chroma_v.dst_len
             } else {
