@@ -40,10 +40,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("ladder_1080p");
     group.throughput(Throughput::Elements(1));
-    let mut impls = vec![Kernels::Portable];
-    if Kernels::detect() != Kernels::Portable {
-        impls.push(Kernels::detect());
-    }
+    let impls = Kernels::available();
     for k in impls {
         let mut scaler = CpuScaler::new(ScalePlan::new(DEFAULT_KERNEL, (w, h), &LADDER), k);
         group.bench_function(k.name(), |b| {

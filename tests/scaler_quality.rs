@@ -105,16 +105,14 @@ fn simd_matches_portable_bit_exactly() {
                 Layout::I420,
                 &outs,
             );
-            let b = run_scaler(
-                Kernels::detect(),
-                kernel,
-                w,
-                h,
-                &planes,
-                Layout::I420,
-                &outs,
-            );
-            assert!(a == b, "{w}x{h} {kernel:?}: SIMD differs from portable");
+            for k in Kernels::available().into_iter().skip(1) {
+                let b = run_scaler(k, kernel, w, h, &planes, Layout::I420, &outs);
+                assert!(
+                    a == b,
+                    "{w}x{h} {kernel:?}: {} differs from portable",
+                    k.name()
+                );
+            }
         }
     }
 }
@@ -139,8 +137,37 @@ fn inner_loops_match_on_extreme_values() {
         let mut a = vec![0u8; 97];
         let mut b = vec![0u8; 97];
         hfilter_portable(&inter, &bank, &mut a);
-        Kernels::detect().hfilter(&inter, &bank, &mut b);
-        assert_eq!(a, b);
+        for k in Kernels::available() {
+            k.hfilter(&inter, &bank, &mut b);
+            assert_eq!(a, b, "{}", k.name());
+        }
+        // The whole scaler (block horizontal pass included) on stripes that ring past 0 and 255.
+        let (w, h) = (203, 67);
+        let (cw, ch) = chroma_size(w, h);
+        let stripes = |n: usize, width: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| if (i % width) % 3 == 0 { 255 } else { fill })
+                .collect()
+        };
+        let planes = [
+            stripes(w * h, w),
+            stripes(cw * ch, cw),
+            stripes(cw * ch, cw),
+        ];
+        let outs = [(67, 22), (150, 50), (203, 67)];
+        let want = run_scaler(
+            Kernels::Portable,
+            DEFAULT_KERNEL,
+            w,
+            h,
+            &planes,
+            Layout::I420,
+            &outs,
+        );
+        for k in Kernels::available() {
+            let got = run_scaler(k, DEFAULT_KERNEL, w, h, &planes, Layout::I420, &outs);
+            assert!(want == got, "{} differs on saturating stripes", k.name());
+        }
         let rows: Vec<u8> = (0..40 * 50)
             .map(|i| if (i / 50) % 2 == 0 { 255 } else { fill })
             .collect();
@@ -151,8 +178,10 @@ fn inner_loops_match_on_extreme_values() {
         let offsets = &offsets[..];
         let (mut a, mut b) = (vec![0i16; 49], vec![0i16; 49]);
         vfilter_portable(&rows, offsets, &coef, &mut a);
-        Kernels::detect().vfilter(&rows, offsets, &coef, &mut b);
-        assert_eq!(a, b);
+        for k in Kernels::available() {
+            k.vfilter(&rows, offsets, &coef, &mut b);
+            assert_eq!(a, b, "{}", k.name());
+        }
     }
 }
 
@@ -166,7 +195,7 @@ fn nv12_input_equals_i420_input() {
     let v: Vec<u8> = (0..cw * ch).map(|_| rng.gen()).collect();
     let uv: Vec<u8> = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
     let outs = [(40, 30), (99, 61)];
-    for k in [Kernels::Portable, Kernels::detect()] {
+    for k in Kernels::available() {
         let a = run_scaler(
             k,
             DEFAULT_KERNEL,

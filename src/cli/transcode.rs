@@ -44,7 +44,7 @@ pub struct Args {
     /// Stage pool threads; 0 = one per core.
     #[arg(long, short, default_value_t = 0)]
     pub jobs: usize,
-    /// Scaler implementation: auto, portable or avx2.
+    /// Scaler implementation: auto (the fastest this CPU has), portable or avx2.
     #[arg(long, default_value = "auto")]
     pub scaler: String,
     /// No progress lines.
@@ -68,10 +68,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let profiles = profile::parse_spec(&args.profiles)?;
     let kernels = match args.scaler.as_str() {
         "auto" => Kernels::detect(),
-        "portable" => Kernels::Portable,
-        "avx2" if Kernels::detect() == Kernels::Avx2 => Kernels::Avx2,
-        "avx2" => anyhow::bail!("--scaler avx2: this CPU has no AVX2"),
-        other => anyhow::bail!("--scaler '{other}': expected auto, portable or avx2"),
+        name => Kernels::by_name(name).ok_or_else(|| {
+            let have: Vec<_> = Kernels::available().iter().map(|k| k.name()).collect();
+            anyhow::anyhow!(
+                "--scaler '{name}': this CPU offers auto, {}",
+                have.join(", ")
+            )
+        })?,
     };
     let inputs = if args.inputs.is_empty() {
         let dir = args.out.join("source");
