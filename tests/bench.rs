@@ -7,12 +7,12 @@ use common::{gpuworker, scratch, small_clip, SMALL_LADDER};
 use serde_json::Value;
 use std::path::Path;
 
-fn run_bench(dir: &Path, extra: &[&str]) -> (Value, String, String) {
+fn run_bench(dir: &Path, input: &Path, extra: &[&str]) -> (Value, String, String) {
     let (report, csv, plot) = (dir.join("r.json"), dir.join("c.csv"), dir.join("p.svg"));
     let mut args = vec![
         "bench",
         "--in",
-        dir.join("src").to_str().unwrap().to_owned().leak(),
+        input.to_str().unwrap().to_owned().leak(),
         "--profiles",
         SMALL_LADDER,
         "--report",
@@ -122,6 +122,7 @@ fn offline_report_csv_and_plot_agree() {
     small_clip(&dir.join("src"), 2, 1);
     let (report, csv, svg) = run_bench(
         &dir,
+        &dir.join("src"),
         &["--offline", "--sessions", "2", "--segments", "3", "-q"],
     );
     let trials = report["trials"].as_array().unwrap();
@@ -153,14 +154,22 @@ fn offline_report_csv_and_plot_agree() {
 fn find_max_searches_live_sessions_and_answers() {
     let dir = scratch("bench_find_max");
     small_clip(&dir.join("src"), 2, 1);
-    let (report, csv, svg) = run_bench(&dir, &["--find-max", "--max-sessions", "3"]);
+    // An HLS media playlist, segment URIs relative to it, as livepeer_bench takes it.
+    let playlist = dir.join("stream.m3u8");
+    std::fs::write(
+        &playlist,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.000,\nsrc/seg0.ts\n\
+         #EXTINF:1.000,\nsrc/seg1.ts\n#EXT-X-ENDLIST\n",
+    )
+    .unwrap();
+    let (report, csv, svg) = run_bench(&dir, &playlist, &["--find-max", "--max-sessions", "3"]);
+    assert_eq!(report["config"]["inputs"].as_array().unwrap().len(), 2);
     let fm = &report["find_max"];
     assert_eq!(fm["searched_up_to"], 3);
     let trials = report["trials"].as_array().unwrap();
-    let mut sessions: Vec<u64> = trials.iter().map(check_trial).collect();
+    let sessions: Vec<u64> = trials.iter().map(check_trial).collect();
     // Doubling from 1 up to the bound: 1, 2, then 3 (the bound).
     assert_eq!(sessions, [1, 2, 3][..sessions.len()]);
-    sessions.sort();
     let max = fm["max_sessions"].as_u64().unwrap();
     // The answer is the largest real-time trial, and every trial up to it is real-time.
     for t in trials {
@@ -188,6 +197,7 @@ fn sessions_over_capacity_are_refused_busy() {
     small_clip(&dir.join("src"), 2, 1);
     let (report, csv, _) = run_bench(
         &dir,
+        &dir.join("src"),
         &[
             "--offline",
             "--sessions",
