@@ -128,7 +128,11 @@ impl RenditionTask {
         let repeats = self.timing.repeats_before(pts);
         if self.prev.is_some() {
             for slot in repeats.clone() {
-                self.encode_prev(slot)?;
+                if let Err(e) = self.encode_prev(slot) {
+                    // The buffer goes back to the pool even when the segment fails here.
+                    self.link.recycle(self.index, frame);
+                    return Err(e);
+                }
             }
         }
         self.timing.advance_to(repeats.end);
