@@ -122,8 +122,9 @@ pub fn livepeer_table(t: &Trial) -> String {
 pub fn summary(t: &Trial) -> String {
     let c = &t.segments;
     let mut s = format!(
-        "{} sessions ({} {}), {} segments: {} ok, {} busy, {} failed; {} within their duration\n",
+        "{} session{} ({}, {}), {} segments: {} ok, {} busy, {} failed; {} within their duration\n",
         t.sessions,
+        if t.sessions == 1 { "" } else { "s" },
         if t.live { "live" } else { "offline" },
         if t.sessions_refused > 0 {
             format!("{} refused at admission", t.sessions_refused)
