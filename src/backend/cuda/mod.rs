@@ -2,6 +2,9 @@
 //! on CPU-only and GPU machines. This module currently answers whether the driver and the video
 //! engines are present; the decode/scale/encode stages build on it.
 
+pub mod kernels;
+pub mod twin;
+
 use serde::Serialize;
 
 /// Libraries the CUDA backend loads, in the order it needs them.

@@ -1,0 +1,55 @@
+// Multi-rendition NV12 resize: one launch writes every plane of every rendition of a ladder.
+//
+// The arithmetic is the contract in src/scale/filter.rs, shared with the CPU scaler so that
+// both produce the same bytes:
+//   vertical:   inter = clamp_i16((sum_k src[vstart + k][x] * vcoef[k] + (1 << 7)) >> 8)
+//   horizontal: out   = clamp_u8((sum_k inter[hstart + k] * hcoef[k] + (1 << 19)) >> 20)
+// with inter = 0 past the source width (the CPU scaler's zero padding).
+//
+// The same source compiles as C++ for the CPU twin (kernels/twin/), which the tests run
+// against the Rust scaler bit for bit.
+
+#include "scale_nv12.h"
+
+__device__ __forceinline__ int clamp_int(int v, int lo, int hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// blockIdx.z selects the output plane; x and y cover that plane (in samples per channel).
+extern "C" __global__ void scale_nv12(const unsigned char* __restrict__ src_y, int pitch_y,
+                                      const unsigned char* __restrict__ src_uv, int pitch_uv,
+                                      int src_w, int src_h,
+                                      const ScalePlaneJob* __restrict__ jobs) {
+    const ScalePlaneJob& job = jobs[blockIdx.z];
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= job.dst_w || y >= job.dst_h) {
+        return;
+    }
+    const int chroma = job.channels == 2;
+    const unsigned char* src = chroma ? src_uv : src_y;
+    const int pitch = chroma ? pitch_uv : pitch_y;
+    const int width = chroma ? (src_w + 1) / 2 : src_w;
+    const int hstart = job.hstart[x];
+    const int vstart = job.vstart[y];
+    const short* hc = job.hcoef + x * job.htaps;
+    const short* vc = job.vcoef + y * job.vtaps;
+    for (int c = 0; c < job.channels; ++c) {
+        int acc_h = 0;
+        for (int kh = 0; kh < job.htaps; ++kh) {
+            const int sx = hstart + kh;
+            if (sx >= width || hc[kh] == 0) {
+                continue;  // zero padding past the source width, or a zero tap
+            }
+            int acc_v = 1 << 7;
+            const unsigned char* col = src + (long long)vstart * pitch + sx * job.channels + c;
+            for (int kv = 0; kv < job.vtaps; ++kv) {
+                acc_v += (int)col[(long long)kv * pitch] * (int)vc[kv];
+            }
+            const int inter = clamp_int(acc_v >> 8, -32768, 32767);
+            acc_h += inter * (int)hc[kh];
+        }
+        const int out = clamp_int((acc_h + (1 << 19)) >> 20, 0, 255);
+        job.dst[(long long)y * job.dst_pitch + x * job.channels + c] = (unsigned char)out;
+    }
+}

@@ -1,0 +1,14 @@
+// CPU twins of the CUDA kernels: the very .cu sources, compiled as C++ through shim.h.
+// Exported with C linkage for src/backend/cuda/twin.rs.
+#include "shim.h"
+#include "../scale_nv12.cu"
+
+extern "C" void gpuworker_twin_scale_nv12(unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                                          unsigned block_x, unsigned block_y,
+                                          const unsigned char* src_y, int pitch_y,
+                                          const unsigned char* src_uv, int pitch_uv, int src_w,
+                                          int src_h, const ScalePlaneJob* jobs) {
+    twin_launch({grid_x, grid_y, grid_z}, {block_x, block_y, 1}, [&] {
+        scale_nv12(src_y, pitch_y, src_uv, pitch_uv, src_w, src_h, jobs);
+    });
+}

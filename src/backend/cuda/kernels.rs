@@ -1,0 +1,54 @@
+//! The CUDA kernels' sources and job tables. A [`ScalePlan`] (the same integer filter tables
+//! the CPU scaler uses) becomes one job per output plane; the kernel (or its CPU twin) runs
+//! every job of a frame in one launch.
+
+use crate::scale::ScalePlan;
+
+/// `kernels/scale_nv12.cu` with its header inlined, for NVRTC.
+pub const SCALE_NV12_CU: &str = include_str!(concat!(env!("OUT_DIR"), "/scale_nv12.combined.cu"));
+
+/// Threads per block of `scale_nv12` (x, y).
+pub const SCALE_BLOCK: (u32, u32) = (32, 8);
+
+/// One output plane, as `struct ScalePlaneJob` in kernels/scale_nv12.h. Pointers are device
+/// pointers on a GPU and host pointers for the twin.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ScalePlaneJob {
+    pub dst: *mut u8,
+    pub hcoef: *const i16,
+    pub hstart: *const i32,
+    pub vcoef: *const i16,
+    pub vstart: *const i32,
+    pub dst_pitch: i32,
+    pub dst_w: i32,
+    pub dst_h: i32,
+    pub channels: i32,
+    pub htaps: i32,
+    pub vtaps: i32,
+}
+
+/// Sizes of one output plane: (width in samples per channel, height, channels).
+pub fn plane_shapes(plan: &ScalePlan) -> Vec<(usize, usize, usize)> {
+    plan.outputs
+        .iter()
+        .flat_map(|o| {
+            [
+                (o.luma_h.dst_len, o.luma_v.dst_len, 1),
+                (o.chroma_h.dst_len, o.chroma_v.dst_len, 2),
+            ]
+        })
+        .collect()
+}
+
+/// The launch grid covering the largest plane, one z layer per plane job.
+pub fn scale_grid(plan: &ScalePlan) -> (u32, u32, u32) {
+    let shapes = plane_shapes(plan);
+    let w = shapes.iter().map(|s| s.0).max().unwrap_or(1) as u32;
+    let h = shapes.iter().map(|s| s.1).max().unwrap_or(1) as u32;
+    (
+        w.div_ceil(SCALE_BLOCK.0),
+        h.div_ceil(SCALE_BLOCK.1),
+        shapes.len() as u32,
+    )
+}
