@@ -75,7 +75,8 @@ fn to_i420(f: &Nv12) -> [Vec<u8>; 3] {
 #[test]
 fn scale_kernel_twin_equals_the_rust_scaler_bit_for_bit() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let cases: &[((usize, usize), &[(usize, usize)])] = &[
+    type Size = (usize, usize);
+    let cases: &[(Size, &[Size])] = &[
         (
             (1920, 1080),
             &[(426, 240), (640, 360), (854, 480), (1280, 720)],
