@@ -3,6 +3,7 @@
 //! engines are present; the decode/scale/encode stages build on it.
 
 pub mod kernels;
+pub mod nvrtc;
 pub mod twin;
 
 use serde::Serialize;

@@ -1,0 +1,62 @@
+//! Every CUDA kernel compiles with NVRTC (from PyPI, no GPU) for every target architecture,
+//! without register spills. `scripts/test` sets GPUWORKER_REQUIRE_NVRTC=1 and the library
+//! path (scripts/nvrtc-env), so there this test cannot be skipped.
+
+use gpuworker::backend::cuda::kernels::SCALE_NV12_CU;
+use gpuworker::backend::cuda::nvrtc::{self, ARCHITECTURES};
+
+fn nvrtc_or_skip() -> bool {
+    if nvrtc::available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("GPUWORKER_REQUIRE_NVRTC").is_none(),
+        "NVRTC is required here: run scripts/setup, then eval \"$(scripts/nvrtc-env)\""
+    );
+    eprintln!("NVRTC not found: kernel compile checks skipped (scripts/test runs them)");
+    false
+}
+
+#[test]
+fn kernels_compile_for_every_architecture_without_spills() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let (major, minor) = nvrtc::version().unwrap();
+    eprintln!("NVRTC {major}.{minor}");
+    for (name, src) in [("scale_nv12.cu", SCALE_NV12_CU)] {
+        for arch in ARCHITECTURES {
+            let c = nvrtc::compile(src, name, arch).unwrap_or_else(|e| panic!("{e}"));
+            eprintln!(
+                "{name} {arch}: cubin {} bytes, {} registers, {} bytes spilled",
+                c.cubin.len(),
+                c.registers,
+                c.spill_bytes
+            );
+            // An ELF image whose entry point is the kernel.
+            assert_eq!(&c.cubin[..4], b"\x7fELF", "{name} {arch}");
+            assert!(
+                c.cubin.windows(10).any(|w| w == b"scale_nv12"),
+                "{name} {arch}: no scale_nv12 entry"
+            );
+            assert!(c.log.contains("registers"), "no ptxas report:\n{}", c.log);
+            assert_eq!(
+                c.spill_bytes, 0,
+                "{name} {arch} spills registers:\n{}",
+                c.log
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_kernel_fails_with_the_compiler_log() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let broken =
+        SCALE_NV12_CU.replace("clamp_int(acc_v >> 8", "clamp_int(acc_v >> undefined_shift");
+    let e = nvrtc::compile(&broken, "scale_nv12.cu", "sm_75").unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("undefined_shift"), "{msg}");
+}
