@@ -1,15 +1,43 @@
-//! Build script: compiles the CPU twins of the CUDA kernels (the `.cu` sources as C++, see
-//! kernels/twin/) and prepares each kernel's self-contained source (header inlined) for
-//! NVRTC at run time. No NVIDIA library or compiler is needed to build.
+//! Build script for the CUDA kernels in kernels/:
+//! - each kernel's self-contained source (local headers inlined), embedded for NVRTC;
+//! - when NVRTC is present at build time (scripts/setup installs it into .venv from PyPI, or
+//!   GPUWORKER_NVRTC_LIB names libnvrtc.so), cubins for every target architecture plus PTX,
+//!   embedded so that a machine with only the NVIDIA driver runs them; without it, a warning
+//!   and source only;
+//! - the CPU twins (the `.cu` sources compiled as C++ through kernels/twin/shim.h).
+//!
+//! No NVIDIA library or compiler is needed to build.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Architectures with an embedded cubin; PTX is embedded for the newest, for later GPUs.
+const ARCHITECTURES: &[&str] = &["sm_61", "sm_75", "sm_86", "sm_89", "sm_90"];
+const PTX_ARCH: &str = "compute_90";
 
 /// Kernel sources and the local headers they include.
 const KERNELS: &[(&str, &[&str])] = &[("scale_nv12.cu", &["scale_nv12.h"])];
 
 fn main() {
     println!("cargo:rerun-if-changed=kernels");
+    println!("cargo:rerun-if-env-changed=GPUWORKER_NVRTC_LIB");
+    println!("cargo:rerun-if-changed=.venv");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let nvrtc = find_nvrtc().and_then(|p| match nvrtc::Nvrtc::load(&p) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            println!("cargo:warning=cannot load {}: {e}", p.display());
+            None
+        }
+    });
+    if nvrtc.is_none() {
+        println!(
+            "cargo:warning=NVRTC not found at build time: CUDA kernels are embedded as source \
+             only (a GPU machine then needs libnvrtc). Run scripts/setup to embed cubins."
+        );
+    }
+    let mut embedded =
+        String::from("/// (kernel, architecture, cubin or PTX) built by build.rs.\n");
+    embedded += "pub const EMBEDDED: &[(&str, &str, &[u8])] = &[\n";
 
     for (cu, headers) in KERNELS {
         let mut src = String::new();
@@ -28,8 +56,24 @@ fn main() {
             }
         }
         let name = cu.replace(".cu", ".combined.cu");
-        std::fs::write(out.join(name), src).expect("write combined kernel source");
+        std::fs::write(out.join(&name), &src).expect("write combined kernel source");
+        if let Some(nv) = &nvrtc {
+            let stem = cu.trim_end_matches(".cu");
+            for arch in ARCHITECTURES.iter().chain([&PTX_ARCH]) {
+                let bin = nv
+                    .compile(&src, cu, arch)
+                    .unwrap_or_else(|e| panic!("kernels/{cu} for {arch}: {e}"));
+                let file = out.join(format!("{stem}.{arch}.bin"));
+                std::fs::write(&file, bin).expect("write cubin");
+                embedded += &format!(
+                    "    ({stem:?}, {arch:?}, include_bytes!({:?})),\n",
+                    file.display().to_string()
+                );
+            }
+        }
     }
+    embedded += "];\n";
+    std::fs::write(out.join("kernels_embedded.rs"), embedded).expect("write kernels_embedded.rs");
 
     cc::Build::new()
         .cpp(true)
@@ -39,4 +83,126 @@ fn main() {
         .flag_if_supported("-Wno-unused-parameter")
         .opt_level(2)
         .compile("gpuworker_twin");
+}
+
+/// libnvrtc: GPUWORKER_NVRTC_LIB, else the PyPI wheel in the project's .venv.
+fn find_nvrtc() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GPUWORKER_NVRTC_LIB") {
+        return Some(PathBuf::from(p));
+    }
+    let lib = Path::new(".venv/lib");
+    let py = std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python3"))?;
+    let p = py
+        .path()
+        .join("site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12");
+    p.exists().then(|| std::fs::canonicalize(p).ok()).flatten()
+}
+
+/// The few NVRTC entry points the build needs, loaded from a path.
+mod nvrtc {
+    use std::ffi::{c_char, c_int, c_void, CString};
+    use std::path::Path;
+
+    type Program = *mut c_void;
+    type Create = unsafe extern "C" fn(
+        *mut Program,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> c_int;
+    type Compile = unsafe extern "C" fn(Program, c_int, *const *const c_char) -> c_int;
+    type Size = unsafe extern "C" fn(Program, *mut usize) -> c_int;
+    type Get = unsafe extern "C" fn(Program, *mut c_char) -> c_int;
+    type Destroy = unsafe extern "C" fn(*mut Program) -> c_int;
+
+    pub struct Nvrtc {
+        _lib: libloading::Library,
+        create: Create,
+        compile: Compile,
+        log_size: Size,
+        log: Get,
+        cubin_size: Size,
+        cubin: Get,
+        ptx_size: Size,
+        ptx: Get,
+        destroy: Destroy,
+    }
+
+    impl Nvrtc {
+        pub fn load(path: &Path) -> Result<Self, libloading::Error> {
+            // SAFETY: loading libnvrtc runs no initialiser with side effects beyond its own
+            // state; each symbol is looked up with the signature of the NVRTC C API
+            // (nvrtc.h), and the function pointers do not outlive `_lib`, which is kept.
+            unsafe {
+                let lib = libloading::Library::new(path)?;
+                Ok(Nvrtc {
+                    create: *lib.get(b"nvrtcCreateProgram")?,
+                    compile: *lib.get(b"nvrtcCompileProgram")?,
+                    log_size: *lib.get(b"nvrtcGetProgramLogSize")?,
+                    log: *lib.get(b"nvrtcGetProgramLog")?,
+                    cubin_size: *lib.get(b"nvrtcGetCUBINSize")?,
+                    cubin: *lib.get(b"nvrtcGetCUBIN")?,
+                    ptx_size: *lib.get(b"nvrtcGetPTXSize")?,
+                    ptx: *lib.get(b"nvrtcGetPTX")?,
+                    destroy: *lib.get(b"nvrtcDestroyProgram")?,
+                    _lib: lib,
+                })
+            }
+        }
+
+        /// A cubin for `sm_XX`, or PTX for `compute_XX`.
+        pub fn compile(&self, src: &str, name: &str, arch: &str) -> Result<Vec<u8>, String> {
+            let (src, name) = (CString::new(src).unwrap(), CString::new(name).unwrap());
+            let opts: Vec<CString> = [format!("--gpu-architecture={arch}"), "--std=c++17".into()]
+                .into_iter()
+                .map(|o| CString::new(o).unwrap())
+                .collect();
+            let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
+            let ptx = arch.starts_with("compute_");
+            let mut prog: Program = std::ptr::null_mut();
+            // SAFETY: every pointer passed is valid for the call (CStrings and vectors live to
+            // the end of this function); the program is destroyed exactly once, below.
+            unsafe {
+                let r = (self.create)(
+                    &mut prog,
+                    src.as_ptr(),
+                    name.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                );
+                if r != 0 {
+                    return Err(format!("nvrtcCreateProgram failed ({r})"));
+                }
+                let r = (self.compile)(prog, opt_ptrs.len() as c_int, opt_ptrs.as_ptr());
+                let result = if r != 0 {
+                    let mut n = 0usize;
+                    (self.log_size)(prog, &mut n);
+                    let mut log = vec![0u8; n];
+                    (self.log)(prog, log.as_mut_ptr() as *mut c_char);
+                    Err(String::from_utf8_lossy(&log)
+                        .trim_end_matches('\0')
+                        .to_string())
+                } else {
+                    let (size, get) = if ptx {
+                        (self.ptx_size, self.ptx)
+                    } else {
+                        (self.cubin_size, self.cubin)
+                    };
+                    let mut n = 0usize;
+                    size(prog, &mut n);
+                    let mut buf = vec![0u8; n];
+                    get(prog, buf.as_mut_ptr() as *mut c_char);
+                    Ok(buf)
+                };
+                (self.destroy)(&mut prog);
+                result
+            }
+        }
+    }
 }

@@ -60,3 +60,27 @@ fn a_broken_kernel_fails_with_the_compiler_log() {
     let msg = e.to_string();
     assert!(msg.contains("undefined_shift"), "{msg}");
 }
+
+#[test]
+fn the_build_embeds_cubins_for_every_architecture_and_ptx() {
+    use gpuworker::backend::cuda::kernels::{embedded, embedded_architectures};
+    let archs = embedded_architectures("scale_nv12");
+    if archs.is_empty() {
+        // Built without NVRTC (build.rs warned): allowed outside scripts/test only.
+        assert!(
+            std::env::var_os("GPUWORKER_REQUIRE_NVRTC").is_none(),
+            "built without NVRTC: no cubins embedded"
+        );
+        return;
+    }
+    assert_eq!(archs, ARCHITECTURES);
+    for arch in ARCHITECTURES {
+        let cubin = embedded("scale_nv12", arch).unwrap();
+        assert_eq!(&cubin[..4], b"\x7fELF", "{arch}");
+    }
+    let ptx = String::from_utf8(embedded("scale_nv12", "compute_90").unwrap().to_vec()).unwrap();
+    assert!(
+        ptx.contains(".entry scale_nv12") && ptx.contains(".target sm_90"),
+        "{ptx:.300}"
+    );
+}

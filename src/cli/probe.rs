@@ -29,5 +29,13 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
             if l.found { "found" } else { "not found" }
         );
     }
+    println!(
+        "           kernels built in: {}",
+        if g.kernel_cubins.is_empty() {
+            "source only (compiled with libnvrtc at run time)".to_string()
+        } else {
+            format!("cubins for {} + PTX", g.kernel_cubins.join(", "))
+        }
+    );
     Ok(0)
 }

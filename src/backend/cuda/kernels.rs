@@ -7,6 +7,26 @@ use crate::scale::ScalePlan;
 /// `kernels/scale_nv12.cu` with its header inlined, for NVRTC.
 pub const SCALE_NV12_CU: &str = include_str!(concat!(env!("OUT_DIR"), "/scale_nv12.combined.cu"));
 
+include!(concat!(env!("OUT_DIR"), "/kernels_embedded.rs"));
+
+/// The embedded binary of `kernel` for `arch` (`sm_XX` cubin or `compute_XX` PTX), if the
+/// build had NVRTC.
+pub fn embedded(kernel: &str, arch: &str) -> Option<&'static [u8]> {
+    EMBEDDED
+        .iter()
+        .find(|(k, a, _)| *k == kernel && *a == arch)
+        .map(|(_, _, b)| *b)
+}
+
+/// Architectures with an embedded cubin for `kernel`.
+pub fn embedded_architectures(kernel: &str) -> Vec<&'static str> {
+    EMBEDDED
+        .iter()
+        .filter(|(k, a, _)| *k == kernel && a.starts_with("sm_"))
+        .map(|(_, a, _)| *a)
+        .collect()
+}
+
 /// Threads per block of `scale_nv12` (x, y).
 pub const SCALE_BLOCK: (u32, u32) = (32, 8);
 

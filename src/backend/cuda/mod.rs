@@ -21,6 +21,9 @@ pub struct CudaInfo {
     /// Why it is not available (or what is missing), in words.
     pub reason: Option<String>,
     pub libraries: Vec<LibraryStatus>,
+    /// Architectures with a cubin of the scaling kernel built into this binary (empty: the
+    /// build had no NVRTC, and a GPU machine then compiles the embedded source with libnvrtc).
+    pub kernel_cubins: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,5 +54,6 @@ pub fn probe() -> CudaInfo {
             "not available: libcuda.so.1 not found (no NVIDIA driver on this machine)".into()
         }),
         libraries,
+        kernel_cubins: kernels::embedded_architectures("scale_nv12"),
     }
 }
