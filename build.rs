@@ -75,6 +75,8 @@ fn main() {
     embedded += "];\n";
     std::fs::write(out.join("kernels_embedded.rs"), embedded).expect("write kernels_embedded.rs");
 
+    build_simulated_driver(&out);
+
     cc::Build::new()
         .cpp(true)
         .file("kernels/twin/twin.cpp")
@@ -83,6 +85,28 @@ fn main() {
         .flag_if_supported("-Wno-unused-parameter")
         .opt_level(2)
         .compile("gpuworker_twin");
+}
+
+/// The simulated libcuda.so.1 for tests (tests/sim/): device memory is host memory, launches
+/// run the kernels' CPU twins. Tests find it through GPUWORKER_SIM_DIR and LD_LIBRARY_PATH.
+fn build_simulated_driver(out: &Path) {
+    println!("cargo:rerun-if-changed=tests/sim");
+    let dir = out.join("sim");
+    std::fs::create_dir_all(&dir).expect("create sim dir");
+    let lib = dir.join("libcuda.so.1");
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let status = compiler
+        .to_command()
+        .args(["-shared", "-fPIC", "-O2", "-std=c++17", "-o"])
+        .arg(&lib)
+        .arg("tests/sim/libcuda.cpp")
+        .status()
+        .expect("run the C++ compiler for the simulated driver");
+    assert!(status.success(), "building tests/sim/libcuda.cpp failed");
+    let link = dir.join("libcuda.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("libcuda.so.1", &link).expect("symlink libcuda.so");
+    println!("cargo:rustc-env=GPUWORKER_SIM_DIR={}", dir.display());
 }
 
 /// libnvrtc: GPUWORKER_NVRTC_LIB, else the PyPI wheel in the project's .venv.

@@ -44,7 +44,8 @@ pub struct Args {
     /// Stage pool threads; 0 = one per core.
     #[arg(long, short, default_value_t = 0)]
     pub jobs: usize,
-    /// Scaler implementation: auto (the fastest this CPU has), portable or avx2.
+    /// Scaler implementation: auto (the fastest this CPU has), portable, avx2, or cuda (GPU 0;
+    /// decode and encode stay on the CPU).
     #[arg(long, default_value = "auto")]
     pub scaler: String,
     /// No progress lines.
@@ -67,11 +68,11 @@ fn output_name(name: &str) -> String {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let profiles = profile::parse_spec(&args.profiles)?;
     let kernels = match args.scaler.as_str() {
-        "auto" => Kernels::detect(),
+        "auto" | "cuda" => Kernels::detect(),
         name => Kernels::by_name(name).ok_or_else(|| {
             let have: Vec<_> = Kernels::available().iter().map(|k| k.name()).collect();
             anyhow::anyhow!(
-                "--scaler '{name}': this CPU offers auto, {}",
+                "--scaler '{name}': expected auto, cuda or one this CPU has: {}",
                 have.join(", ")
             )
         })?,
@@ -116,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cfg.preset = args.x264_preset.clone();
     cfg.threads = args.threads;
     cfg.kernels = kernels;
+    cfg.cuda_scale = args.scaler == "cuda";
     let worker = Worker::new(WorkerConfig {
         threads: args.jobs,
         capacity: 1,

@@ -43,6 +43,8 @@ pub struct SessionConfig {
     /// worker's pool; 0 = libavcodec's automatic choice.
     pub threads: usize,
     pub kernels: crate::backend::cpu::scale::Kernels,
+    /// Scale on the GPU (CUDA device 0) instead of with `kernels`.
+    pub cuda_scale: bool,
     /// Written into each output's metadata (`service_provider`).
     pub service: String,
     /// Segments a session holds at once (queued or in progress); more are refused as busy.
@@ -56,6 +58,7 @@ impl SessionConfig {
             preset: crate::backend::cpu::encode::DEFAULT_PRESET.to_string(),
             threads: 1,
             kernels: crate::backend::cpu::scale::Kernels::detect(),
+            cuda_scale: false,
             service: format!("gpuworker {}", env!("CARGO_PKG_VERSION")),
             depth: 3,
         }

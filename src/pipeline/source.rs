@@ -48,7 +48,7 @@ pub(crate) struct Source {
     cfg: Arc<SessionConfig>,
     link: Arc<Link>,
     decoder: Option<CpuDecoder>,
-    scaler: Option<CpuScaler>,
+    scaler: Option<Box<dyn MultiScaler>>,
     source_size: Option<(u32, u32)>,
     sizes: Vec<(u32, u32)>,
     /// Buffers of the current size handed out per rendition (the pool's bound).
@@ -193,7 +193,11 @@ impl Source {
                 .map(|&(w, h)| (w as usize, h as usize))
                 .collect();
             let plan = ScalePlan::new(DEFAULT_KERNEL, (src.0 as usize, src.1 as usize), &outs);
-            self.scaler = Some(CpuScaler::new(plan, self.cfg.kernels));
+            self.scaler = Some(if self.cfg.cuda_scale {
+                Box::new(crate::backend::cuda::scale::CudaScaler::new(plan)?)
+            } else {
+                Box::new(CpuScaler::new(plan, self.cfg.kernels))
+            });
             self.scaled.clear();
             self.scaled
                 .extend(self.sizes.iter().map(|&(w, h)| new_frame((w, h))));
@@ -344,7 +348,7 @@ impl Source {
                 make_writable(f).map_err(|e| Error::codec("scaler", e))?;
             }
             let scaler = self.scaler.as_mut().expect("prepared");
-            MultiScaler::scale(scaler, &self.decoded, &mut self.scaled)?;
+            scaler.scale(&self.decoded, &mut self.scaled)?;
             cur.scale += t.elapsed();
             cur.scaled_ready = true;
         }

@@ -4,6 +4,7 @@
 
 pub mod kernels;
 pub mod nvrtc;
+pub mod scale;
 pub mod twin;
 
 use serde::Serialize;

@@ -1,0 +1,275 @@
+//! The CUDA scale stage: `kernels/scale_nv12.cu` through cudarc, one launch per frame for the
+//! whole ladder. This version takes host frames (CPU decode) and returns host frames (CPU
+//! encode): upload, one launch, download. With NVDEC and NVENC the frames stay on the device.
+//! Its output equals the CPU scaler's bit for bit (same tables, same arithmetic).
+
+use super::kernels::{self, ScalePlaneJob, SCALE_BLOCK};
+use crate::error::{Error, Result};
+use crate::pipeline::stage::MultiScaler;
+use crate::scale::{chroma_size, ScalePlan};
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use ffmpeg_next as ff;
+use std::sync::Arc;
+
+fn cuda_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Codec {
+        stage: "cuda",
+        detail: format!("{what}: {e}"),
+    }
+}
+
+/// Whether the CUDA driver library can be loaded at all.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen libcuda under its usual names; no driver call is made.
+    unsafe { sys::is_culib_present() }
+}
+
+/// One rendition's device planes and host staging.
+struct Out {
+    y: CudaSlice<u8>,
+    uv: CudaSlice<u8>,
+    pitch_y: usize,
+    pitch_uv: usize,
+    host_y: Vec<u8>,
+    host_uv: Vec<u8>,
+}
+
+pub struct CudaScaler {
+    stream: Arc<CudaStream>,
+    func: CudaFunction,
+    plan: ScalePlan,
+    /// Source NV12, packed (pitch = width).
+    src_y: CudaSlice<u8>,
+    src_uv: CudaSlice<u8>,
+    host_y: Vec<u8>,
+    host_uv: Vec<u8>,
+    outs: Vec<Out>,
+    /// Filter tables and the job table; kept alive for the jobs' pointers.
+    _tables: Vec<CudaSlice<u8>>,
+    jobs: CudaSlice<u8>,
+    grid: (u32, u32, u32),
+    device: String,
+}
+
+/// Uploads `data` and returns the allocation.
+fn upload(stream: &Arc<CudaStream>, data: &[u8]) -> Result<CudaSlice<u8>> {
+    stream.clone_htod(data).map_err(|e| cuda_err("upload", e))
+}
+
+fn bytes_of<T: Copy>(v: &[T]) -> Vec<u8> {
+    // SAFETY: `T` is a plain integer or #[repr(C)] struct of integers and pointers (no
+    // padding is read as anything but bytes); the byte view covers exactly `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+        .to_vec()
+}
+
+impl CudaScaler {
+    /// Opens device 0, loads the kernel (embedded cubin for the device, else PTX, else NVRTC)
+    /// and allocates every buffer for `plan`.
+    pub fn new(plan: ScalePlan) -> Result<Self> {
+        if !driver_present() {
+            return Err(cuda_err(
+                "not available",
+                "libcuda.so.1 not found (no NVIDIA driver on this machine)",
+            ));
+        }
+        let ctx = CudaContext::new(0).map_err(|e| cuda_err("cannot open device 0", e))?;
+        // SAFETY: this scaler uses one stream only, so cross-stream event tracking is moot.
+        unsafe { ctx.disable_event_tracking() };
+        let attr = |a| {
+            ctx.attribute(a)
+                .map_err(|e| cuda_err("device attribute", e))
+        };
+        let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let device = format!("device 0 (sm_{major}{minor})");
+        let image = module_image(major, minor)?;
+        let module = ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(image))
+            .map_err(|e| cuda_err("cannot load the scale kernel", e))?;
+        let func = module
+            .load_function("scale_nv12")
+            .map_err(|e| cuda_err("no scale_nv12 in the module", e))?;
+        let stream = ctx.default_stream();
+
+        let (w, h) = (plan.src_width, plan.src_height);
+        let (cw, ch) = chroma_size(w, h);
+        let alloc = |n: usize| -> Result<CudaSlice<u8>> {
+            // SAFETY: every byte is written (upload or kernel) before it is read back.
+            unsafe { stream.alloc::<u8>(n.max(1)) }.map_err(|e| cuda_err("out of device memory", e))
+        };
+        let src_y = alloc(w * h)?;
+        let src_uv = alloc(2 * cw * ch)?;
+        let mut outs = Vec::with_capacity(plan.outputs.len());
+        let mut tables = Vec::new();
+        let mut jobs = Vec::new();
+        for o in &plan.outputs {
+            let (dw, dh) = (o.luma_h.dst_len, o.luma_v.dst_len);
+            let (dcw, dch) = chroma_size(dw, dh);
+            let out = Out {
+                y: alloc(dw * dh)?,
+                uv: alloc(2 * dcw * dch)?,
+                pitch_y: dw,
+                pitch_uv: 2 * dcw,
+                host_y: vec![0; dw * dh],
+                host_uv: vec![0; 2 * dcw * dch],
+            };
+            for (hb, vb, dst, pitch, channels) in [
+                (&o.luma_h, &o.luma_v, &out.y, out.pitch_y, 1),
+                (&o.chroma_h, &o.chroma_v, &out.uv, out.pitch_uv, 2),
+            ] {
+                let mut ptr = |t: CudaSlice<u8>| {
+                    let (p, _) = t.device_ptr(&stream);
+                    tables.push(t);
+                    p
+                };
+                let hcoef = ptr(upload(&stream, &bytes_of(&hb.coef))?);
+                let hstart = ptr(upload(&stream, &bytes_of(&hb.start))?);
+                let vcoef = ptr(upload(&stream, &bytes_of(&vb.coef))?);
+                let vstart = ptr(upload(&stream, &bytes_of(&vb.start))?);
+                let (dst, _) = dst.device_ptr(&stream);
+                jobs.push(ScalePlaneJob {
+                    dst: dst as *mut u8,
+                    hcoef: hcoef as *const i16,
+                    hstart: hstart as *const i32,
+                    vcoef: vcoef as *const i16,
+                    vstart: vstart as *const i32,
+                    dst_pitch: pitch as i32,
+                    dst_w: hb.dst_len as i32,
+                    dst_h: vb.dst_len as i32,
+                    channels,
+                    htaps: hb.taps as i32,
+                    vtaps: vb.taps as i32,
+                });
+            }
+            outs.push(out);
+        }
+        let jobs = upload(&stream, &bytes_of(&jobs))?;
+        Ok(CudaScaler {
+            grid: kernels::scale_grid(&plan),
+            stream,
+            func,
+            src_y,
+            src_uv,
+            host_y: vec![0; w * h],
+            host_uv: vec![0; 2 * cw * ch],
+            outs,
+            _tables: tables,
+            jobs,
+            plan,
+            device,
+        })
+    }
+}
+
+/// The best module image for a device of compute capability `major.minor`: an embedded cubin
+/// of the same major version (the newest not above the device), else the embedded PTX (JIT by
+/// the driver), else the source compiled now by NVRTC.
+fn module_image(major: i32, minor: i32) -> Result<Vec<u8>> {
+    let want = major * 10 + minor;
+    let best = kernels::embedded_architectures("scale_nv12")
+        .into_iter()
+        .filter_map(|a| a.strip_prefix("sm_")?.parse::<i32>().ok().map(|n| (n, a)))
+        .filter(|(n, _)| n / 10 == major && *n <= want)
+        .max();
+    if let Some((_, arch)) = best {
+        return Ok(kernels::embedded("scale_nv12", arch)
+            .expect("listed")
+            .to_vec());
+    }
+    if want >= 90 {
+        if let Some(ptx) = kernels::embedded("scale_nv12", "compute_90") {
+            let mut v = ptx.to_vec();
+            v.push(0);
+            return Ok(v);
+        }
+    }
+    super::nvrtc::compile(
+        kernels::SCALE_NV12_CU,
+        "scale_nv12.cu",
+        &format!("sm_{want}"),
+    )
+    .map(|c| c.cubin)
+    .map_err(|e| cuda_err("no kernel for this GPU", e))
+}
+
+impl MultiScaler for CudaScaler {
+    fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()> {
+        let (w, h) = (self.plan.src_width, self.plan.src_height);
+        let (cw, ch) = chroma_size(w, h);
+        // Upload: Y rows packed; U and V interleaved into NV12 (NV12 sources copy as they are).
+        for r in 0..h {
+            let row = &src.data(0)[r * src.stride(0)..][..w];
+            self.host_y[r * w..(r + 1) * w].copy_from_slice(row);
+        }
+        if src.format() == ff::format::Pixel::NV12 {
+            for r in 0..ch {
+                let row = &src.data(1)[r * src.stride(1)..][..2 * cw];
+                self.host_uv[r * 2 * cw..(r + 1) * 2 * cw].copy_from_slice(row);
+            }
+        } else {
+            for r in 0..ch {
+                let (u, v) = (
+                    &src.data(1)[r * src.stride(1)..][..cw],
+                    &src.data(2)[r * src.stride(2)..][..cw],
+                );
+                for x in 0..cw {
+                    self.host_uv[r * 2 * cw + 2 * x] = u[x];
+                    self.host_uv[r * 2 * cw + 2 * x + 1] = v[x];
+                }
+            }
+        }
+        let s = &self.stream;
+        s.memcpy_htod(&self.host_y, &mut self.src_y)
+            .map_err(|e| cuda_err("upload", e))?;
+        s.memcpy_htod(&self.host_uv, &mut self.src_uv)
+            .map_err(|e| cuda_err("upload", e))?;
+        let (pitch_y, pitch_uv, sw, sh) = (w as i32, 2 * cw as i32, w as i32, h as i32);
+        let mut launch = s.launch_builder(&self.func);
+        launch
+            .arg(&self.src_y)
+            .arg(&pitch_y)
+            .arg(&self.src_uv)
+            .arg(&pitch_uv)
+            .arg(&sw)
+            .arg(&sh)
+            .arg(&self.jobs);
+        let cfg = LaunchConfig {
+            grid_dim: self.grid,
+            block_dim: (SCALE_BLOCK.0, SCALE_BLOCK.1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match scale_nv12's signature in order and type; every job
+        // points into buffers allocated above for exactly the plane sizes in `plan`.
+        unsafe { launch.launch(cfg) }.map_err(|e| cuda_err("launch", e))?;
+        for (o, f) in self.outs.iter_mut().zip(dst.iter_mut()) {
+            s.memcpy_dtoh(&o.y, &mut o.host_y)
+                .map_err(|e| cuda_err("download", e))?;
+            s.memcpy_dtoh(&o.uv, &mut o.host_uv)
+                .map_err(|e| cuda_err("download", e))?;
+            s.synchronize().map_err(|e| cuda_err("synchronize", e))?;
+            let (dw, dh) = (f.width() as usize, f.height() as usize);
+            let (dcw, dch) = chroma_size(dw, dh);
+            let sy = f.stride(0);
+            for r in 0..dh {
+                f.data_mut(0)[r * sy..r * sy + dw]
+                    .copy_from_slice(&o.host_y[r * o.pitch_y..][..dw]);
+            }
+            let (su, sv) = (f.stride(1), f.stride(2));
+            for r in 0..dch {
+                let row = &o.host_uv[r * o.pitch_uv..][..2 * dcw];
+                for x in 0..dcw {
+                    f.data_mut(1)[r * su + x] = row[2 * x];
+                    f.data_mut(2)[r * sv + x] = row[2 * x + 1];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        format!("cuda {}", self.device)
+    }
+}

@@ -1,0 +1,156 @@
+//! The `cuda` scale stage end to end on a simulated driver (tests/sim/libcuda.cpp, found
+//! through LD_LIBRARY_PATH like the real one): cudarc loads it, the embedded cubin is loaded,
+//! every launch runs the kernel's CPU twin. The renditions must be byte-identical to the CPU
+//! backend's, and each injected driver error must fail only its own segment.
+
+mod common;
+
+use common::{scratch, small_clip, SMALL_LADDER};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SIM_DIR: &str = env!("GPUWORKER_SIM_DIR");
+
+fn transcode(out: &Path, segs: &[PathBuf], scaler: &str, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gpuworker"));
+    c.args([
+        "transcode",
+        "-q",
+        "--profiles",
+        SMALL_LADDER,
+        "--scaler",
+        scaler,
+        "--out",
+    ])
+    .arg(out)
+    .args(segs)
+    .env_remove("LD_LIBRARY_PATH");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("gpuworker runs")
+}
+
+fn renditions(out: &Path, stem: &str) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let f = e.path().join(format!("{stem}.ts"));
+            f.exists().then(|| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(f).unwrap(),
+                )
+            })
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn cuda_scaling_on_the_simulated_driver_equals_the_cpu_backend_byte_for_byte() {
+    let dir = scratch("cuda_sim_equal");
+    let segs = small_clip(&dir.join("src"), 2, 1);
+    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &[]);
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let gpu = transcode(
+        &dir.join("cuda"),
+        &segs,
+        "cuda",
+        &[("LD_LIBRARY_PATH", SIM_DIR)],
+    );
+    assert!(
+        gpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gpu.stderr)
+    );
+    for stem in ["seg0", "seg1"] {
+        let (a, b) = (
+            renditions(&dir.join("cpu"), stem),
+            renditions(&dir.join("cuda"), stem),
+        );
+        assert_eq!(a.len(), 2, "the test ladder has two renditions");
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x == y, "{stem} {name}: cuda and cpu renditions differ");
+        }
+    }
+}
+
+#[test]
+fn injected_driver_errors_fail_only_their_segment() {
+    let dir = scratch("cuda_sim_errors");
+    let segs = small_clip(&dir.join("src"), 3, 1);
+    // seg0 has 30 frames: launch 31 is seg1's first, and with 4 downloads per frame (Y and UV
+    // of 2 renditions) download 122 is in seg1's first frame. After the failure the stage
+    // is set up afresh for seg2.
+    for (fail, expect) in [
+        ("cuLaunchKernel:31:700", "launch"),
+        ("cuMemcpyDtoHAsync_v2:122:700", "download"),
+    ] {
+        let out = dir.join(fail.replace(':', "_"));
+        let o = transcode(
+            &out,
+            &segs,
+            "cuda",
+            &[("LD_LIBRARY_PATH", SIM_DIR), ("GPUWORKER_SIM_FAIL", fail)],
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{fail}: {err}");
+        assert!(
+            err.contains("error: cuda:") && err.contains(expect),
+            "{fail}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{fail}: {err}");
+        assert_eq!(
+            renditions(&out, "seg0").len(),
+            2,
+            "{fail}: seg0 before the error"
+        );
+        assert!(
+            renditions(&out, "seg1").is_empty(),
+            "{fail}: the failed segment left output"
+        );
+        assert_eq!(
+            renditions(&out, "seg2").len(),
+            2,
+            "{fail}: seg2 after the error"
+        );
+    }
+    // Out of device memory while setting up: that segment fails, the next ones set up again.
+    let out = dir.join("oom");
+    let o = transcode(
+        &out,
+        &segs,
+        "cuda",
+        &[
+            ("LD_LIBRARY_PATH", SIM_DIR),
+            ("GPUWORKER_SIM_FAIL", "cuMemAlloc_v2:1:2"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("out of device memory"), "{err}");
+    assert!(renditions(&out, "seg0").is_empty());
+    assert_eq!(renditions(&out, "seg1").len(), 2, "{err}");
+}
+
+#[test]
+fn no_driver_means_not_available_not_a_panic() {
+    let dir = scratch("cuda_sim_none");
+    let segs = small_clip(&dir.join("src"), 1, 1);
+    let o = transcode(&dir.join("out"), &segs, "cuda", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not available: libcuda.so.1 not found"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
