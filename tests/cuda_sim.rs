@@ -154,3 +154,60 @@ fn no_driver_means_not_available_not_a_panic() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn probe_reports_the_simulated_gpu() {
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
+        .args(["probe", "--json"])
+        .env("LD_LIBRARY_PATH", SIM_DIR)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cuda = &v["cuda"];
+    assert_eq!(cuda["available"], true, "{v}");
+    assert_eq!(cuda["devices"][0]["compute_capability"], "9.0");
+    assert!(cuda["devices"][0]["memory_mib"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn gpu_check_runs_and_compares_on_the_simulated_driver() {
+    let dir = scratch("cuda_sim_gpu_check");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check");
+    let args = [
+        "--size",
+        "256x144",
+        "--segments",
+        "2",
+        "--profiles",
+        SMALL_LADDER,
+        "--work",
+    ];
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new("bash");
+        c.arg(script)
+            .args(args)
+            .arg(&dir)
+            .env("GPUWORKER_BIN", env!("CARGO_BIN_EXE_gpuworker"));
+        c.env_remove("LD_LIBRARY_PATH");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = run(&[("LD_LIBRARY_PATH", SIM_DIR)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(out.matches("identical").count(), 4 + 1, "{out}"); // header line says it too
+    assert!(
+        out.contains("gpu-check: OK") && out.contains("media s/s"),
+        "{out}"
+    );
+    // Without a driver: a clear "no usable CUDA device", exit 2.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no usable CUDA device"));
+}

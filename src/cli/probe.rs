@@ -20,7 +20,18 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         c.encoders.join(", "),
         c.ffmpeg
     );
-    println!("cuda     {}", g.reason.as_deref().unwrap_or("available"));
+    println!(
+        "cuda     {}",
+        g.reason.as_deref().unwrap_or(
+            "available: scaling on the GPU (--scaler cuda); NVDEC/NVENC stages not built yet"
+        )
+    );
+    for d in &g.devices {
+        println!(
+            "           GPU {}: {}, compute {}, {} MiB",
+            d.index, d.name, d.compute_capability, d.memory_mib
+        );
+    }
     for l in &g.libraries {
         println!(
             "           {:<24} {:<12} {}",

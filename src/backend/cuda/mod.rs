@@ -1,6 +1,7 @@
 //! The CUDA backend. NVIDIA libraries are loaded at run time, never linked, so one binary runs
-//! on CPU-only and GPU machines. This module currently answers whether the driver and the video
-//! engines are present; the decode/scale/encode stages build on it.
+//! on CPU-only and GPU machines. Today: the driver probe (devices and video engines), the
+//! scaling kernel (`kernels`, compiled by `nvrtc` or embedded), its CPU twin (`twin`) and the
+//! `scale` stage through cudarc. NVDEC and NVENC stages come next.
 
 pub mod kernels;
 pub mod nvrtc;
@@ -25,6 +26,55 @@ pub struct CudaInfo {
     /// Architectures with a cubin of the scaling kernel built into this binary (empty: the
     /// build had no NVRTC, and a GPU machine then compiles the embedded source with libnvrtc).
     pub kernel_cubins: Vec<&'static str>,
+    /// The CUDA devices the driver reports.
+    pub devices: Vec<GpuDevice>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuDevice {
+    pub index: usize,
+    pub name: String,
+    /// Compute capability, e.g. "9.0".
+    pub compute_capability: String,
+    pub memory_mib: u64,
+}
+
+/// The devices the driver reports (empty with no driver; an error in words otherwise).
+fn devices() -> Result<Vec<GpuDevice>, String> {
+    use cudarc::driver::{result, sys::CUdevice_attribute as A};
+    if !scale::driver_present() {
+        return Ok(Vec::new());
+    }
+    result::init().map_err(|e| format!("cuInit failed: {e}"))?;
+    let n = result::device::get_count().map_err(|e| format!("cuDeviceGetCount: {e}"))?;
+    (0..n)
+        .map(|i| {
+            let dev = result::device::get(i).map_err(|e| e.to_string())?;
+            let name = result::device::get_name(dev).map_err(|e| e.to_string())?;
+            // SAFETY: `dev` is a valid device handle from cuDeviceGet after cuInit.
+            let (mem, major, minor) = unsafe {
+                (
+                    result::device::total_mem(dev).map_err(|e| e.to_string())?,
+                    result::device::get_attribute(
+                        dev,
+                        A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                    )
+                    .map_err(|e| e.to_string())?,
+                    result::device::get_attribute(
+                        dev,
+                        A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                    )
+                    .map_err(|e| e.to_string())?,
+                )
+            };
+            Ok(GpuDevice {
+                index: i as usize,
+                name,
+                compute_capability: format!("{major}.{minor}"),
+                memory_mib: mem as u64 >> 20,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,14 +97,23 @@ pub fn probe() -> CudaInfo {
         })
         .collect();
     let driver = libraries[0].found;
+    let (devices, reason) = match devices() {
+        _ if !driver => (
+            Vec::new(),
+            Some("not available: libcuda.so.1 not found (no NVIDIA driver on this machine)".into()),
+        ),
+        Ok(d) if d.is_empty() => (
+            Vec::new(),
+            Some("not available: the driver reports no CUDA device".into()),
+        ),
+        Ok(d) => (d, None),
+        Err(e) => (Vec::new(), Some(format!("not available: {e}"))),
+    };
     CudaInfo {
-        available: false,
-        reason: Some(if driver {
-            "not available: the CUDA backend's stages are not built yet (driver found)".into()
-        } else {
-            "not available: libcuda.so.1 not found (no NVIDIA driver on this machine)".into()
-        }),
+        available: reason.is_none(),
+        reason,
         libraries,
         kernel_cubins: kernels::embedded_architectures("scale_nv12"),
+        devices,
     }
 }
