@@ -15,7 +15,10 @@ const ARCHITECTURES: &[&str] = &["sm_61", "sm_75", "sm_86", "sm_89", "sm_90"];
 const PTX_ARCH: &str = "compute_90";
 
 /// Kernel sources and the local headers they include.
-const KERNELS: &[(&str, &[&str])] = &[("scale_nv12.cu", &["scale_nv12.h"])];
+const KERNELS: &[(&str, &[&str])] = &[
+    ("scale_nv12.cu", &["scale_nv12.h"]),
+    ("color.cu", &["color.h"]),
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=kernels");
@@ -83,6 +86,8 @@ fn main() {
         .include("kernels")
         .flag_if_supported("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
+        // The float conversions must round each operation as the Rust reference does.
+        .flag_if_supported("-ffp-contract=off")
         .opt_level(2)
         .compile("gpuworker_twin");
 }
@@ -97,7 +102,14 @@ fn build_simulated_driver(out: &Path) {
     let compiler = cc::Build::new().cpp(true).get_compiler();
     let status = compiler
         .to_command()
-        .args(["-shared", "-fPIC", "-O2", "-std=c++17", "-o"])
+        .args([
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-std=c++17",
+            "-ffp-contract=off",
+            "-o",
+        ])
         .arg(&lib)
         .arg("tests/sim/libcuda.cpp")
         .status()

@@ -127,3 +127,65 @@ fn scale_kernel_twin_saturates_like_the_rust_scaler() {
     let rust = rust_scaler(Kernels::Portable, &plan, &src);
     assert!(twin == rust);
 }
+
+#[test]
+fn color_kernel_twins_equal_the_rust_reference_bit_for_bit() {
+    use gpuworker::backend::cuda::twin::{nv12_to_rgb, rgb_to_nv12};
+    use gpuworker::scale::color;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for (w, h) in [(64, 36), (33, 17), (7, 5), (1, 1), (640, 359)] {
+        let (cw, _) = chroma_size(w, h);
+        let mut src = Nv12::new(w, h, w + 13, 2 * cw + 6);
+        src.y.iter_mut().for_each(|b| *b = rng.gen());
+        src.uv.iter_mut().for_each(|b| *b = rng.gen());
+        let want = color::nv12_to_rgb(&src.y, src.pitch_y, &src.uv, src.pitch_uv, w, h);
+        let got = nv12_to_rgb(&src);
+        assert!(
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{w}x{h}: nv12_to_rgb differs"
+        );
+        // Model outputs stray outside [0, 1]; the .5 boundaries test the rounding.
+        let mut rgb: Vec<f32> = (0..3 * w * h)
+            .map(|_| rng.gen_range(-0.2f32..1.2))
+            .collect();
+        for (i, v) in rgb.iter_mut().enumerate().step_by(7) {
+            *v = ((i % 256) as f32 + 0.5) / 255.0;
+        }
+        let (y, uv) = color::rgb_to_nv12(&rgb, w, h);
+        let twin = rgb_to_nv12(&rgb, w, h);
+        assert!(twin.y == y && twin.uv == uv, "{w}x{h}: rgb_to_nv12 differs");
+    }
+}
+
+#[test]
+fn nv12_rgb_round_trip_keeps_the_picture() {
+    use gpuworker::scale::color;
+    // A smooth picture whose colours stay inside the RGB gamut (no clamping): luma survives
+    // NV12 -> RGB -> NV12 within 2, chroma within 3.
+    let (w, h) = (64, 48);
+    let (cw, ch) = chroma_size(w, h);
+    let y: Vec<u8> = (0..w * h)
+        .map(|i| (40 + (i % w) * 2 + (i / w)) as u8)
+        .collect();
+    let uv: Vec<u8> = (0..2 * cw * ch)
+        .map(|i| if i % 2 == 0 { 120 } else { 134 })
+        .collect();
+    let rgb = color::nv12_to_rgb(&y, w, &uv, 2 * cw, w, h);
+    let (y2, uv2) = color::rgb_to_nv12(&rgb, w, h);
+    let worst = y
+        .iter()
+        .zip(&y2)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 2, "luma moved by {worst}");
+    let worst = uv
+        .iter()
+        .zip(&uv2)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 3, "chroma moved by {worst}");
+}

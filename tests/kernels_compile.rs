@@ -2,7 +2,7 @@
 //! without register spills. `scripts/test` sets GPUWORKER_REQUIRE_NVRTC=1 and the library
 //! path (scripts/nvrtc-env), so there this test cannot be skipped.
 
-use gpuworker::backend::cuda::kernels::SCALE_NV12_CU;
+use gpuworker::backend::cuda::kernels::{SCALE_NV12_CU, SOURCES};
 use gpuworker::backend::cuda::nvrtc::{self, ARCHITECTURES};
 
 fn nvrtc_or_skip() -> bool {
@@ -24,7 +24,7 @@ fn kernels_compile_for_every_architecture_without_spills() {
     }
     let (major, minor) = nvrtc::version().unwrap();
     eprintln!("NVRTC {major}.{minor}");
-    for (name, src) in [("scale_nv12.cu", SCALE_NV12_CU)] {
+    for &(name, src) in SOURCES {
         for arch in ARCHITECTURES {
             let c = nvrtc::compile(src, name, arch).unwrap_or_else(|e| panic!("{e}"));
             eprintln!(
@@ -35,9 +35,14 @@ fn kernels_compile_for_every_architecture_without_spills() {
             );
             // An ELF image whose entry point is the kernel.
             assert_eq!(&c.cubin[..4], b"\x7fELF", "{name} {arch}");
+            let entry = if name == "color.cu" {
+                &b"rgb_to_nv12"[..]
+            } else {
+                &b"scale_nv12"[..]
+            };
             assert!(
-                c.cubin.windows(10).any(|w| w == b"scale_nv12"),
-                "{name} {arch}: no scale_nv12 entry"
+                c.cubin.windows(entry.len()).any(|w| w == entry),
+                "{name} {arch}: no entry point"
             );
             assert!(c.log.contains("registers"), "no ptxas report:\n{}", c.log);
             assert_eq!(
@@ -64,6 +69,10 @@ fn a_broken_kernel_fails_with_the_compiler_log() {
 #[test]
 fn the_build_embeds_cubins_for_every_architecture_and_ptx() {
     use gpuworker::backend::cuda::kernels::{embedded, embedded_architectures};
+    assert_eq!(
+        embedded_architectures("color"),
+        embedded_architectures("scale_nv12")
+    );
     let archs = embedded_architectures("scale_nv12");
     if archs.is_empty() {
         // Built without NVRTC (build.rs warned): allowed outside scripts/test only.

@@ -7,12 +7,17 @@ struct dim3 {
     unsigned x, y, z;
 };
 
-static dim3 threadIdx, blockIdx, blockDim, gridDim;
+// Per thread: tests and the simulated driver may run twins on several threads at once.
+static thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+
+// Correctly rounded single operations (CUDA's _rn intrinsics): plain IEEE float arithmetic.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
 
 // Runs `kernel` over every thread of every block, in order.
 template <typename F>

@@ -2,6 +2,7 @@
 // Exported with C linkage for src/backend/cuda/twin.rs.
 #include "shim.h"
 #include "../scale_nv12.cu"
+#include "../color.cu"
 
 extern "C" void gpuworker_twin_scale_nv12(unsigned grid_x, unsigned grid_y, unsigned grid_z,
                                           unsigned block_x, unsigned block_y,
@@ -11,4 +12,14 @@ extern "C" void gpuworker_twin_scale_nv12(unsigned grid_x, unsigned grid_y, unsi
     twin_launch({grid_x, grid_y, grid_z}, {block_x, block_y, 1}, [&] {
         scale_nv12(src_y, pitch_y, src_uv, pitch_uv, src_w, src_h, jobs);
     });
+}
+
+extern "C" void gpuworker_twin_nv12_to_rgb(unsigned grid_x, unsigned grid_y, unsigned block_x,
+                                           unsigned block_y, ColorFrame f) {
+    twin_launch({grid_x, grid_y, 1}, {block_x, block_y, 1}, [&] { nv12_to_rgb(f); });
+}
+
+extern "C" void gpuworker_twin_rgb_to_nv12(unsigned grid_x, unsigned grid_y, unsigned block_x,
+                                           unsigned block_y, ColorFrame f) {
+    twin_launch({grid_x, grid_y, 1}, {block_x, block_y, 1}, [&] { rgb_to_nv12(f); });
 }

@@ -2,6 +2,7 @@
 //! filter tables ([`filter::FilterBank`]) and the float64 reference the fixed-point scalers are
 //! measured against. The CPU implementation is `backend::cpu::scale`.
 
+pub mod color;
 pub mod filter;
 pub mod reference;
 

@@ -27,6 +27,28 @@ pub fn embedded_architectures(kernel: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// `kernels/color.cu` (NV12 ↔ planar RGB float) with its header inlined, for NVRTC.
+pub const COLOR_CU: &str = include_str!(concat!(env!("OUT_DIR"), "/color.combined.cu"));
+
+/// Every kernel source, by file name (for compile checks).
+pub const SOURCES: &[(&str, &str)] = &[("scale_nv12.cu", SCALE_NV12_CU), ("color.cu", COLOR_CU)];
+
+/// The argument of the color kernels, as `struct ColorFrame` in kernels/color.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ColorFrame {
+    pub y: *mut u8,
+    pub uv: *mut u8,
+    pub rgb: *mut f32,
+    pub pitch_y: i32,
+    pub pitch_uv: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
+/// Threads per block of the color kernels (x, y).
+pub const COLOR_BLOCK: (u32, u32) = (16, 16);
+
 /// Threads per block of `scale_nv12` (x, y).
 pub const SCALE_BLOCK: (u32, u32) = (32, 8);
 

@@ -2,7 +2,9 @@
 //! run here to check the kernels' arithmetic against the Rust CPU scaler, and by the
 //! simulated driver in place of a GPU launch.
 
-use super::kernels::{plane_shapes, scale_grid, ScalePlaneJob, SCALE_BLOCK};
+use super::kernels::{
+    plane_shapes, scale_grid, ColorFrame, ScalePlaneJob, COLOR_BLOCK, SCALE_BLOCK,
+};
 use crate::scale::ScalePlan;
 
 extern "C" {
@@ -20,6 +22,74 @@ extern "C" {
         src_h: i32,
         jobs: *const ScalePlaneJob,
     );
+    fn gpuworker_twin_nv12_to_rgb(
+        grid_x: u32,
+        grid_y: u32,
+        block_x: u32,
+        block_y: u32,
+        f: ColorFrame,
+    );
+    fn gpuworker_twin_rgb_to_nv12(
+        grid_x: u32,
+        grid_y: u32,
+        block_x: u32,
+        block_y: u32,
+        f: ColorFrame,
+    );
+}
+
+/// Planar RGB floats from `src` with the CPU twin of `nv12_to_rgb`.
+pub fn nv12_to_rgb(src: &Nv12) -> Vec<f32> {
+    let (cw, ch) = crate::scale::chroma_size(src.width, src.height);
+    assert!(src.y.len() >= src.pitch_y * src.height && src.uv.len() >= src.pitch_uv * ch);
+    assert!(src.pitch_y >= src.width && src.pitch_uv >= 2 * cw);
+    let mut rgb = vec![0f32; 3 * src.width * src.height];
+    let f = ColorFrame {
+        y: src.y.as_ptr() as *mut u8,
+        uv: src.uv.as_ptr() as *mut u8,
+        rgb: rgb.as_mut_ptr(),
+        pitch_y: src.pitch_y as i32,
+        pitch_uv: src.pitch_uv as i32,
+        width: src.width as i32,
+        height: src.height as i32,
+    };
+    let grid = (
+        (src.width as u32).div_ceil(COLOR_BLOCK.0),
+        (src.height as u32).div_ceil(COLOR_BLOCK.1),
+    );
+    // SAFETY: the kernel reads `width` bytes of each of `height` Y rows and `2 * cw` of each
+    // of `ch` UV rows (sizes checked above; it never writes them) and writes the three planes
+    // of `rgb`, which holds exactly 3 * width * height floats.
+    unsafe { gpuworker_twin_nv12_to_rgb(grid.0, grid.1, COLOR_BLOCK.0, COLOR_BLOCK.1, f) };
+    rgb
+}
+
+/// An NV12 frame (packed pitches) from planar RGB floats with the CPU twin of `rgb_to_nv12`.
+pub fn rgb_to_nv12(rgb: &[f32], width: usize, height: usize) -> Nv12 {
+    assert!(width > 0 && height > 0 && rgb.len() == 3 * width * height);
+    let (cw, ch) = crate::scale::chroma_size(width, height);
+    let mut out = Nv12::new(width, height, width, 2 * cw);
+    let f = ColorFrame {
+        y: out.y.as_mut_ptr(),
+        uv: out.uv.as_mut_ptr(),
+        rgb: rgb.as_ptr() as *mut f32,
+        pitch_y: width as i32,
+        pitch_uv: 2 * cw as i32,
+        width: width as i32,
+        height: height as i32,
+    };
+    // SAFETY: the kernel reads the three RGB planes (length checked) and writes the Y plane
+    // (width × height) and the UV plane (2·cw × ch) of `out`, allocated with those pitches.
+    unsafe {
+        gpuworker_twin_rgb_to_nv12(
+            cw.div_ceil(COLOR_BLOCK.0 as usize) as u32,
+            ch.div_ceil(COLOR_BLOCK.1 as usize) as u32,
+            COLOR_BLOCK.0,
+            COLOR_BLOCK.1,
+            f,
+        )
+    };
+    out
 }
 
 /// An NV12 frame in host memory: a Y plane and an interleaved UV plane, each with a pitch.
