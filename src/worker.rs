@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::pipeline::{Session, SessionConfig};
-use crate::sched::{Admission, Pool};
+use crate::sched::{Admission, Placement, Pool};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -12,6 +12,8 @@ pub struct WorkerConfig {
     pub threads: usize,
     /// Sessions admitted at once; more are refused as busy.
     pub capacity: usize,
+    /// CUDA devices sessions are placed on (least-loaded, sticky); empty = CPU only.
+    pub devices: Vec<usize>,
 }
 
 impl Default for WorkerConfig {
@@ -19,6 +21,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             threads: 0,
             capacity: 16,
+            devices: Vec::new(),
         }
     }
 }
@@ -27,6 +30,7 @@ impl Default for WorkerConfig {
 pub struct Worker {
     pool: Pool,
     admission: Arc<Admission>,
+    placement: Option<Arc<Placement>>,
 }
 
 /// Cores this process may use.
@@ -45,13 +49,24 @@ impl Worker {
         Worker {
             pool: Pool::new(threads, max_actors),
             admission: Admission::new(cfg.capacity),
+            placement: (!cfg.devices.is_empty()).then(|| Placement::new(cfg.devices)),
         }
     }
 
-    /// Opens a session, or refuses at once with [`crate::Error::Busy`] at capacity.
-    pub fn open_session(&self, cfg: SessionConfig) -> Result<Session> {
+    /// Opens a session, or refuses at once with [`crate::Error::Busy`] at capacity. With GPUs
+    /// configured, the session is placed on the least-loaded one and scales there.
+    pub fn open_session(&self, mut cfg: SessionConfig) -> Result<Session> {
         let permit = self.admission.admit()?;
-        Session::open(&self.pool.handle(), permit, cfg)
+        let lease = self.placement.as_ref().map(|p| p.place());
+        if let Some(l) = &lease {
+            cfg.cuda_device = Some(l.device);
+        }
+        Session::open(&self.pool.handle(), permit, lease, cfg)
+    }
+
+    /// Sessions per configured GPU (empty without GPUs).
+    pub fn device_load(&self) -> Vec<usize> {
+        self.placement.as_ref().map_or(Vec::new(), |p| p.load())
     }
 
     pub fn admission(&self) -> &Admission {

@@ -61,6 +61,7 @@ fn no_rust_allocation_per_frame_in_steady_state() {
     let worker = Worker::new(WorkerConfig {
         threads: 2,
         capacity: 1,
+        ..Default::default()
     });
     let session = worker
         .open_session(SessionConfig::new(parse_spec(SMALL_LADDER).unwrap()))

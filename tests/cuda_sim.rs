@@ -211,3 +211,51 @@ fn gpu_check_runs_and_compares_on_the_simulated_driver() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no usable CUDA device"));
 }
+
+#[test]
+fn bench_places_sessions_on_the_least_loaded_gpu() {
+    let dir = scratch("cuda_sim_placement");
+    small_clip(&dir.join("src"), 2, 1);
+    let report = dir.join("r.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
+        .args([
+            "bench",
+            "-q",
+            "--offline",
+            "--sessions",
+            "3",
+            "--stagger",
+            "0",
+            "--device",
+            "all",
+        ])
+        .args(["--profiles", SMALL_LADDER, "--in"])
+        .arg(dir.join("src"))
+        .arg("--report")
+        .arg(&report)
+        .env("LD_LIBRARY_PATH", SIM_DIR)
+        .env("GPUWORKER_SIM_DEVICES", "2")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let per = v["trials"][0]["per_segment"].as_array().unwrap();
+    assert!(per.iter().all(|r| r["status"] == "ok"), "{v}");
+    // Each session stays on one device; three sessions over two devices: 2 + 1.
+    let mut per_device = std::collections::BTreeMap::new();
+    for k in 0..3 {
+        let devices: std::collections::BTreeSet<_> = per
+            .iter()
+            .filter(|r| r["session"] == k)
+            .map(|r| r["device"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(devices.len(), 1, "session {k} moved: {devices:?}");
+        *per_device
+            .entry(devices.into_iter().next().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_device.into_iter().collect::<Vec<_>>(),
+        [("cuda:0".into(), 2), ("cuda:1".into(), 1)]
+    );
+}

@@ -27,6 +27,7 @@ fn sessions_beyond_capacity_are_refused_at_once() {
     let worker = Worker::new(WorkerConfig {
         threads: 2,
         capacity: 2,
+        ..Default::default()
     });
     let a = worker.open_session(config()).unwrap();
     let b = worker.open_session(config()).unwrap();
@@ -138,6 +139,7 @@ fn memory_stays_bounded_under_sustained_overload() {
     let worker = Worker::new(WorkerConfig {
         threads: 0,
         capacity: 3,
+        ..Default::default()
     });
     let sessions: Vec<_> = (0..3)
         .map(|_| worker.open_session(config()).unwrap())

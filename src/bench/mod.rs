@@ -44,6 +44,8 @@ pub struct BenchConfig {
     pub capacity: usize,
     /// Stage pool threads; 0 = one per core.
     pub threads: usize,
+    /// CUDA devices to place sessions on (empty: CPU).
+    pub devices: Vec<usize>,
 }
 
 /// One segment's outcome, as livepeer_bench's CSV has it plus what it lacks.
@@ -53,6 +55,8 @@ pub struct SegmentRecord {
     pub timestamp: String,
     pub session: usize,
     pub segment: usize,
+    /// Where the session ran: `cpu` or `cuda:N`.
+    pub device: String,
     pub seg_dur: f64,
     /// Seconds from arrival to completion (0 when refused).
     pub transcode_time: f64,
@@ -199,6 +203,7 @@ pub fn run_trial(cfg: &BenchConfig, sessions: usize, progress: &Progress) -> Tri
     let worker = Worker::new(WorkerConfig {
         threads: cfg.threads,
         capacity,
+        devices: cfg.devices.clone(),
     });
     let mean_dur = cfg.inputs.iter().map(|s| s.duration).sum::<f64>() / cfg.inputs.len() as f64;
     let stagger = cfg
@@ -283,9 +288,12 @@ fn drive_session(
 ) -> Vec<SegmentRecord> {
     let inputs: Vec<&InputSegment> = cfg.inputs.iter().cycle().take(count).collect();
     let mut records = Vec::with_capacity(count);
+    let device = std::cell::Cell::new(None::<usize>);
     let record = |j: usize, seg: &InputSegment, result: Result<SegmentReport, Error>| {
         progress.done.fetch_add(1, SeqCst);
-        outcome(k, j, seg.duration, result)
+        let mut r = outcome(k, j, seg.duration, result);
+        r.device = device.get().map_or("cpu".into(), |d| format!("cuda:{d}"));
+        r
     };
     let session = match worker.open_session(cfg.session.clone()) {
         Ok(s) => s,
@@ -298,6 +306,7 @@ fn drive_session(
                 .collect();
         }
     };
+    device.set(session.device());
     let dir = cfg.out.join(format!("session{k}"));
     let outputs_for = |j: usize| -> Vec<PathBuf> {
         cfg.session
@@ -376,6 +385,7 @@ fn outcome(k: usize, j: usize, dur: f64, r: Result<SegmentReport, Error>) -> Seg
         timestamp: livepeer_timestamp(SystemTime::now()),
         session: k,
         segment: j,
+        device: "cpu".into(),
         seg_dur: dur,
         transcode_time: 0.0,
         frames: 0,

@@ -45,7 +45,8 @@ pub struct Args {
     /// Run the whole benchmark this many times (a summary per run).
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
-    /// cpu, cuda:0,1 or all.
+    /// Where sessions scale: cpu, or CUDA devices (cuda:0,1 or all), sessions placed on the
+    /// least-loaded device. Decode and encode run on the CPU until NVDEC/NVENC land.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Search for the most concurrent live sessions that stay real-time.
@@ -96,14 +97,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    if args.device != "cpu" {
+    let devices = if args.device == "cpu" {
+        Vec::new()
+    } else {
+        let list = match args.device.as_str() {
+            "all" | "cuda" => "all",
+            d => d
+                .strip_prefix("cuda:")
+                .ok_or_else(|| anyhow::anyhow!("--device '{d}': expected cpu, cuda:0,1 or all"))?,
+        };
         let info = gpuworker::backend::cuda::probe();
-        bail!(
-            "--device {}: {}",
-            args.device,
-            info.reason.unwrap_or_else(|| "not available".into())
-        );
-    }
+        if let Some(reason) = info.reason {
+            bail!("--device {}: {reason}", args.device);
+        }
+        gpuworker::sched::placement::parse_devices(list, info.devices.len())
+            .map_err(|e| anyhow::anyhow!("--device {}: {e}", args.device))?
+    };
     if args.find_max && args.offline {
         bail!("--find-max searches live sessions; leave out --offline");
     }
@@ -147,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         keep: args.keep,
         capacity: args.capacity,
         threads: args.jobs,
+        devices,
     };
     let source = args
         .input

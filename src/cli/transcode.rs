@@ -44,6 +44,9 @@ pub struct Args {
     /// Stage pool threads; 0 = one per core.
     #[arg(long, short, default_value_t = 0)]
     pub jobs: usize,
+    /// CUDA device for --scaler cuda (the first of a list; `all` = device 0 here).
+    #[arg(long, default_value = "0")]
+    pub nvidia: String,
     /// Scaler implementation: auto (the fastest this CPU has), portable, avx2, or cuda (GPU 0;
     /// decode and encode stay on the CPU).
     #[arg(long, default_value = "auto")]
@@ -117,10 +120,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cfg.preset = args.x264_preset.clone();
     cfg.threads = args.threads;
     cfg.kernels = kernels;
-    cfg.cuda_scale = args.scaler == "cuda";
+    let devices = if args.scaler == "cuda" {
+        // Without a driver each segment fails with "not available: …", as any GPU error would.
+        let found = gpuworker::backend::cuda::probe().devices.len().max(1);
+        let list = gpuworker::sched::placement::parse_devices(&args.nvidia, found)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        list[..1].to_vec()
+    } else {
+        Vec::new()
+    };
     let worker = Worker::new(WorkerConfig {
         threads: args.jobs,
         capacity: 1,
+        devices,
     });
     let session = worker.open_session(cfg)?;
     let started = Instant::now();

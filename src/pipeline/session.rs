@@ -24,7 +24,7 @@ use crate::pipeline::source::Source;
 use crate::pipeline::tracker::Tracker;
 use crate::profile::Profile;
 use crate::sched::pool::{wake, Wake};
-use crate::sched::{Actor, Permit, PoolHandle};
+use crate::sched::{Actor, DeviceLease, Permit, PoolHandle};
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError};
 use crossbeam::queue::ArrayQueue;
 use ffmpeg_next as ff;
@@ -43,8 +43,8 @@ pub struct SessionConfig {
     /// worker's pool; 0 = libavcodec's automatic choice.
     pub threads: usize,
     pub kernels: crate::backend::cpu::scale::Kernels,
-    /// Scale on the GPU (CUDA device 0) instead of with `kernels`.
-    pub cuda_scale: bool,
+    /// Scale on this CUDA device instead of with `kernels` (set by the worker's placement).
+    pub cuda_device: Option<usize>,
     /// Written into each output's metadata (`service_provider`).
     pub service: String,
     /// Segments a session holds at once (queued or in progress); more are refused as busy.
@@ -58,7 +58,7 @@ impl SessionConfig {
             preset: crate::backend::cpu::encode::DEFAULT_PRESET.to_string(),
             threads: 1,
             kernels: crate::backend::cpu::scale::Kernels::detect(),
-            cuda_scale: false,
+            cuda_device: None,
             service: format!("gpuworker {}", env!("CARGO_PKG_VERSION")),
             depth: 3,
         }
@@ -116,6 +116,8 @@ pub(crate) struct Link {
     pub source: OnceLock<Weak<dyn Wake>>,
     pub renditions: OnceLock<Vec<Weak<dyn Wake>>>,
     _permit: Permit,
+    /// The session's GPU, when it has one.
+    _lease: Option<DeviceLease>,
 }
 
 impl Link {
@@ -177,7 +179,12 @@ pub struct Session {
 impl Session {
     /// Starts a session's stages on `pool`. `permit` is its place under admission control; it
     /// is released when the last stage of the session is gone.
-    pub fn open(pool: &PoolHandle, permit: Permit, cfg: SessionConfig) -> Result<Self> {
+    pub fn open(
+        pool: &PoolHandle,
+        permit: Permit,
+        lease: Option<DeviceLease>,
+        cfg: SessionConfig,
+    ) -> Result<Self> {
         if cfg.profiles.is_empty() {
             return Err(crate::profile::ProfileError::Empty.into());
         }
@@ -197,6 +204,7 @@ impl Session {
             source: OnceLock::new(),
             renditions: OnceLock::new(),
             _permit: permit,
+            _lease: lease,
         });
         let busy = |e: crate::sched::pool::PoolFull| Error::Busy(e.to_string());
         let cfg = Arc::new(cfg);
@@ -262,6 +270,11 @@ impl Session {
     /// Segments submitted and not yet settled.
     pub fn in_flight(&self) -> usize {
         self.link.in_flight.load(SeqCst)
+    }
+
+    /// The CUDA device the session runs on, if any.
+    pub fn device(&self) -> Option<usize> {
+        self.source.with(|s| s.device())
     }
 
     /// Number of rendition stages (one per profile).

@@ -81,6 +81,10 @@ impl Source {
         }
     }
 
+    pub fn device(&self) -> Option<usize> {
+        self.cfg.cuda_device
+    }
+
     pub fn scaler_name(&self) -> Option<String> {
         self.scaler.as_ref().map(|s| s.name())
     }
@@ -193,8 +197,8 @@ impl Source {
                 .map(|&(w, h)| (w as usize, h as usize))
                 .collect();
             let plan = ScalePlan::new(DEFAULT_KERNEL, (src.0 as usize, src.1 as usize), &outs);
-            self.scaler = Some(if self.cfg.cuda_scale {
-                Box::new(crate::backend::cuda::scale::CudaScaler::new(plan)?)
+            self.scaler = Some(if let Some(device) = self.cfg.cuda_device {
+                Box::new(crate::backend::cuda::scale::CudaScaler::new(plan, device)?)
             } else {
                 Box::new(CpuScaler::new(plan, self.cfg.kernels))
             });

@@ -39,8 +39,18 @@ enum {
 namespace {
 std::mutex mu;
 bool initialised = false;
-int context_token = 0;  // the one primary context
+// Devices: GPUWORKER_SIM_DEVICES (default 1), one primary context each.
+const int max_devices = 8;
+int context_tokens[max_devices];
 thread_local CUcontext current = nullptr;
+int device_count() {
+    const char* n = getenv("GPUWORKER_SIM_DEVICES");
+    int d = n ? atoi(n) : 1;
+    return d < 1 ? 1 : (d > max_devices ? max_devices : d);
+}
+bool is_context(CUcontext c) {
+    return c >= (CUcontext)&context_tokens[0] && c < (CUcontext)&context_tokens[max_devices];
+}
 std::map<uintptr_t, size_t> allocations;  // base -> size
 std::map<std::string, int> calls;
 int module_token = 0;
@@ -77,7 +87,7 @@ bool device_range(CUdeviceptr p, size_t len) {
 #define NEED_CONTEXT()                                          \
     do {                                                        \
         if (!initialised) return CUDA_ERROR_NOT_INITIALIZED;    \
-        if (current != &context_token) return CUDA_ERROR_INVALID_CONTEXT; \
+        if (!is_context(current)) return CUDA_ERROR_INVALID_CONTEXT; \
     } while (0)
 }  // namespace
 
@@ -98,7 +108,7 @@ CUresult cuDriverGetVersion(int* v) {
 
 CUresult cuDeviceGetCount(int* n) {
     if (!initialised) return CUDA_ERROR_NOT_INITIALIZED;
-    *n = 1;
+    *n = device_count();
     return CUDA_SUCCESS;
 }
 
@@ -106,25 +116,25 @@ CUresult cuDeviceGet(CUdevice* d, int ordinal) {
     std::lock_guard<std::mutex> g(mu);
     CHECK_FAIL("cuDeviceGet");
     if (!initialised) return CUDA_ERROR_NOT_INITIALIZED;
-    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
-    *d = 0;
+    if (ordinal < 0 || ordinal >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+    *d = ordinal;
     return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGetName(char* name, int len, CUdevice d) {
-    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
-    snprintf(name, len, "gpuworker simulated GPU (sm_90, CPU twins)");
+    if (d < 0 || d >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+    snprintf(name, len, "gpuworker simulated GPU %d (sm_90, CPU twins)", d);
     return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice d) {
-    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (d < 0 || d >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
     *bytes = (size_t)8 << 30;
     return CUDA_SUCCESS;
 }
 
 CUresult cuDeviceGetAttribute(int* v, int attr, CUdevice d) {
-    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (d < 0 || d >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
     switch (attr) {
         case 75: *v = 9; break;    // COMPUTE_CAPABILITY_MAJOR
         case 76: *v = 0; break;    // COMPUTE_CAPABILITY_MINOR
@@ -140,13 +150,13 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext* c, CUdevice d) {
     std::lock_guard<std::mutex> g(mu);
     CHECK_FAIL("cuDevicePrimaryCtxRetain");
     if (!initialised) return CUDA_ERROR_NOT_INITIALIZED;
-    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
-    *c = &context_token;
+    if (d < 0 || d >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+    *c = &context_tokens[d];
     return CUDA_SUCCESS;
 }
 
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) {
-    return d == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+    return d >= 0 && d < device_count() ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
 
 CUresult cuCtxGetCurrent(CUcontext* c) {
@@ -155,7 +165,7 @@ CUresult cuCtxGetCurrent(CUcontext* c) {
 }
 
 CUresult cuCtxSetCurrent(CUcontext c) {
-    if (c != nullptr && c != &context_token) return CUDA_ERROR_INVALID_CONTEXT;
+    if (c != nullptr && !is_context(c)) return CUDA_ERROR_INVALID_CONTEXT;
     current = c;
     return CUDA_SUCCESS;
 }

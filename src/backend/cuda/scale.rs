@@ -66,16 +66,17 @@ fn bytes_of<T: Copy>(v: &[T]) -> Vec<u8> {
 }
 
 impl CudaScaler {
-    /// Opens device 0, loads the kernel (embedded cubin for the device, else PTX, else NVRTC)
-    /// and allocates every buffer for `plan`.
-    pub fn new(plan: ScalePlan) -> Result<Self> {
+    /// Opens CUDA device `ordinal`, loads the kernel (embedded cubin for the device, else PTX,
+    /// else NVRTC) and allocates every buffer for `plan`.
+    pub fn new(plan: ScalePlan, ordinal: usize) -> Result<Self> {
         if !driver_present() {
             return Err(cuda_err(
                 "not available",
                 "libcuda.so.1 not found (no NVIDIA driver on this machine)",
             ));
         }
-        let ctx = CudaContext::new(0).map_err(|e| cuda_err("cannot open device 0", e))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| cuda_err(&format!("cannot open device {ordinal}"), e))?;
         // SAFETY: this scaler uses one stream only, so cross-stream event tracking is moot.
         unsafe { ctx.disable_event_tracking() };
         let attr = |a| {
@@ -84,7 +85,7 @@ impl CudaScaler {
         };
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-        let device = format!("device 0 (sm_{major}{minor})");
+        let device = format!("device {ordinal} (sm_{major}{minor})");
         let image = module_image(major, minor)?;
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(image))
