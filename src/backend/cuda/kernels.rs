@@ -2,7 +2,7 @@
 //! the CPU scaler uses) becomes one job per output plane; the kernel (or its CPU twin) runs
 //! every job of a frame in one launch.
 
-use crate::scale::ScalePlan;
+use crate::scale::{filter::FilterBank, ScalePlan};
 
 /// `kernels/scale_nv12.cu` with its header inlined, for NVRTC.
 pub const SCALE_NV12_CU: &str = include_str!(concat!(env!("OUT_DIR"), "/scale_nv12.combined.cu"));
@@ -68,6 +68,34 @@ pub struct ScalePlaneJob {
     pub channels: i32,
     pub htaps: i32,
     pub vtaps: i32,
+}
+
+impl ScalePlaneJob {
+    /// The job for one output plane: the banks give its size and taps, `tables` the addresses
+    /// (host or device) of their arrays as `[hcoef, hstart, vcoef, vstart]`, and `dst`,
+    /// `pitch`, `channels` the plane written.
+    pub fn new(
+        h: &FilterBank,
+        v: &FilterBank,
+        tables: [u64; 4],
+        dst: *mut u8,
+        pitch: usize,
+        channels: i32,
+    ) -> Self {
+        ScalePlaneJob {
+            dst,
+            hcoef: tables[0] as *const i16,
+            hstart: tables[1] as *const i32,
+            vcoef: tables[2] as *const i16,
+            vstart: tables[3] as *const i32,
+            dst_pitch: pitch as i32,
+            dst_w: h.dst_len as i32,
+            dst_h: v.dst_len as i32,
+            channels,
+            htaps: h.taps as i32,
+            vtaps: v.taps as i32,
+        }
+    }
 }
 
 /// Sizes of one output plane: (width in samples per channel, height, channels).

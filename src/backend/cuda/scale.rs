@@ -131,19 +131,15 @@ impl CudaScaler {
                 let vcoef = ptr(upload(&stream, &bytes_of(&vb.coef))?);
                 let vstart = ptr(upload(&stream, &bytes_of(&vb.start))?);
                 let (dst, _) = dst.device_ptr(&stream);
-                jobs.push(ScalePlaneJob {
-                    dst: dst as *mut u8,
-                    hcoef: hcoef as *const i16,
-                    hstart: hstart as *const i32,
-                    vcoef: vcoef as *const i16,
-                    vstart: vstart as *const i32,
-                    dst_pitch: pitch as i32,
-                    dst_w: hb.dst_len as i32,
-                    dst_h: vb.dst_len as i32,
+                let tables = [hcoef, hstart, vcoef, vstart];
+                jobs.push(ScalePlaneJob::new(
+                    hb,
+                    vb,
+                    tables,
+                    dst as *mut u8,
+                    pitch,
                     channels,
-                    htaps: hb.taps as i32,
-                    vtaps: vb.taps as i32,
-                });
+                ));
             }
             outs.push(out);
         }

@@ -148,19 +148,13 @@ pub fn scale_nv12(plan: &ScalePlan, src: &Nv12) -> Vec<Nv12> {
                 2,
             ),
         ] {
-            jobs.push(ScalePlaneJob {
-                dst,
-                hcoef: h.coef.as_ptr(),
-                hstart: h.start.as_ptr(),
-                vcoef: v.coef.as_ptr(),
-                vstart: v.start.as_ptr(),
-                dst_pitch: pitch as i32,
-                dst_w: h.dst_len as i32,
-                dst_h: v.dst_len as i32,
-                channels,
-                htaps: h.taps as i32,
-                vtaps: v.taps as i32,
-            });
+            let tables = [
+                h.coef.as_ptr() as u64,
+                h.start.as_ptr() as u64,
+                v.coef.as_ptr() as u64,
+                v.start.as_ptr() as u64,
+            ];
+            jobs.push(ScalePlaneJob::new(h, v, tables, dst, pitch, channels));
         }
     }
     // Every window of the tables stays inside the source rows (checked, since the twin reads
