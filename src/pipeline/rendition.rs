@@ -247,8 +247,8 @@ impl RenditionTask {
                 cur.tracker.rendition_done(self.index, result);
             }
             ToRendition::Abort => {
+                // reset() clears the size, so the next Start rebuilds the timing.
                 self.reset();
-                self.timing = Timing::new(ff::Rational::new(1, 90000), self.profile.frame_rate());
                 if let Some(cur) = self.cur.take() {
                     cur.tracker
                         .rendition_done(self.index, Err(cur.failed.unwrap_or(Error::Aborted)));

@@ -120,17 +120,15 @@ impl Source {
     }
 
     /// Runs `attempt`; if it cannot proceed, asks the renditions for a wake-up and tries once
-    /// more (a buffer may have come back in between).
-    fn or_wait(&mut self, attempt: fn(&mut Self) -> bool) -> bool {
-        if attempt(self) {
-            return true;
+    /// more (a buffer or inbox slot may have come back before the flag was seen).
+    fn or_wait<T>(&mut self, mut attempt: impl FnMut(&mut Self) -> Option<T>) -> Option<T> {
+        if let Some(v) = attempt(self) {
+            return Some(v);
         }
         self.link.source_waiting.store(true, SeqCst);
-        if attempt(self) {
-            self.link.source_waiting.store(false, SeqCst);
-            return true;
-        }
-        false
+        let v = attempt(self)?;
+        self.link.source_waiting.store(false, SeqCst);
+        Some(v)
     }
 
     /// Begins a queued segment: opens it, sets up codecs and tells every rendition.
@@ -361,19 +359,8 @@ impl Source {
             if self.cur.as_ref().expect("current").sent & (1 << i) != 0 {
                 continue;
             }
-            let spare = match self.spare(i) {
-                Some(s) => s,
-                None => {
-                    self.link.source_waiting.store(true, SeqCst);
-                    // A buffer may have come back before the flag was seen: look once more.
-                    match self.spare(i) {
-                        Some(s) => {
-                            self.link.source_waiting.store(false, SeqCst);
-                            s
-                        }
-                        None => return Ok(Step::Idle),
-                    }
-                }
+            let Some(spare) = self.or_wait(|s| s.spare(i)) else {
+                return Ok(Step::Idle);
             };
             let frame = std::mem::replace(&mut self.scaled[i], spare);
             self.send(i, ToRendition::Frame { frame, pts });
@@ -403,7 +390,7 @@ impl Source {
 
 impl crate::sched::Task for Source {
     fn step(&mut self) -> Step {
-        if !self.or_wait(Source::flush_outbox) {
+        if self.or_wait(|s| s.flush_outbox().then_some(())).is_none() {
             return Step::Idle;
         }
         if self.cur.is_none() {
