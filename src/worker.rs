@@ -64,16 +64,7 @@ impl Worker {
         Session::open(&self.pool.handle(), permit, lease, cfg)
     }
 
-    /// Sessions per configured GPU (empty without GPUs).
-    pub fn device_load(&self) -> Vec<usize> {
-        self.placement.as_ref().map_or(Vec::new(), |p| p.load())
-    }
-
     pub fn admission(&self) -> &Admission {
         &self.admission
-    }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
     }
 }

@@ -171,7 +171,8 @@ impl Ticket {
 pub struct Session {
     link: Arc<Link>,
     source: Arc<Actor<Source>>,
-    renditions: Vec<Arc<Actor<RenditionTask>>>,
+    /// Held so the rendition stages live as long as the session (wakers are weak).
+    _renditions: Vec<Arc<Actor<RenditionTask>>>,
     profiles: usize,
     depth: usize,
 }
@@ -220,7 +221,7 @@ impl Session {
         Ok(Session {
             link,
             source,
-            renditions,
+            _renditions: renditions,
             profiles: n,
             depth,
         })
@@ -275,10 +276,5 @@ impl Session {
     /// The CUDA device the session runs on, if any.
     pub fn device(&self) -> Option<usize> {
         self.source.with(|s| s.device())
-    }
-
-    /// Number of rendition stages (one per profile).
-    pub fn renditions(&self) -> usize {
-        self.renditions.len()
     }
 }

@@ -9,7 +9,7 @@
 //! overlap on every core, and no core idles while any actor has work.
 
 use crossbeam::channel::{bounded, Receiver, Sender};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,10 +52,6 @@ type Queued = Option<Arc<dyn Runnable>>;
 
 struct Shared {
     tx: Sender<Queued>,
-    /// Threads now running an actor.
-    running: AtomicUsize,
-    /// Nanoseconds the threads spent running actors.
-    busy_nanos: AtomicU64,
     live_actors: AtomicUsize,
     capacity: usize,
 }
@@ -78,17 +74,15 @@ impl Pool {
         let (tx, rx) = bounded::<Queued>(max_actors + threads);
         let shared = Arc::new(Shared {
             tx,
-            running: AtomicUsize::new(0),
-            busy_nanos: AtomicU64::new(0),
             live_actors: AtomicUsize::new(0),
             capacity: max_actors,
         });
         let threads = (0..threads)
             .map(|i| {
-                let (rx, shared) = (rx.clone(), shared.clone());
+                let rx = rx.clone();
                 std::thread::Builder::new()
                     .name(format!("gpuworker-cpu{i}"))
-                    .spawn(move || worker(rx, shared))
+                    .spawn(move || worker(rx))
                     .expect("spawn pool thread")
             })
             .collect();
@@ -97,20 +91,6 @@ impl Pool {
 
     pub fn handle(&self) -> PoolHandle {
         PoolHandle(self.shared.clone())
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads.len()
-    }
-
-    /// Seconds the pool's threads have spent running actors since the pool started.
-    pub fn busy_seconds(&self) -> f64 {
-        self.shared.busy_nanos.load(SeqCst) as f64 * 1e-9
-    }
-
-    /// Actors now queued or running.
-    pub fn queued(&self) -> usize {
-        self.shared.tx.len() + self.shared.running.load(SeqCst)
     }
 }
 
@@ -125,15 +105,9 @@ impl Drop for Pool {
     }
 }
 
-fn worker(rx: Receiver<Queued>, shared: Arc<Shared>) {
+fn worker(rx: Receiver<Queued>) {
     while let Ok(Some(actor)) = rx.recv() {
-        shared.running.fetch_add(1, SeqCst);
-        let t = Instant::now();
         actor.run();
-        shared
-            .busy_nanos
-            .fetch_add(t.elapsed().as_nanos() as u64, SeqCst);
-        shared.running.fetch_sub(1, SeqCst);
     }
 }
 
