@@ -5,6 +5,7 @@
 //! to the source's pool.
 
 use crate::backend::cpu::encode::{CpuEncoder, EncoderSettings};
+use crate::backend::cuda::encode::NvencEncoder;
 use crate::error::{Error, Result};
 use crate::media::mux::RenditionWriter;
 use crate::pipeline::fps::Timing;
@@ -33,7 +34,7 @@ pub(crate) struct RenditionTask {
     link: Arc<Link>,
     profile: Profile,
     size: (u32, u32),
-    encoder: Option<CpuEncoder>,
+    encoder: Option<Box<dyn VideoEncoder>>,
     timing: Timing,
     /// Timestamp at or after which the next keyframe is forced.
     next_keyframe: Option<i64>,
@@ -98,7 +99,11 @@ impl RenditionTask {
             self.cfg.threads,
         );
         if self.encoder.as_ref().map(|e| e.settings()) != Some(&settings) {
-            self.encoder = Some(CpuEncoder::open(&settings)?);
+            self.encoder = None;
+            self.encoder = Some(match self.cfg.cuda_device.filter(|_| self.cfg.nvenc) {
+                Some(device) => Box::new(NvencEncoder::open(&settings, device)?),
+                None => Box::new(CpuEncoder::open(&settings)?),
+            });
             self.timing = Timing::new(s.time_base, self.profile.frame_rate());
             self.next_keyframe = None;
         }

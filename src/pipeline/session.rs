@@ -45,6 +45,10 @@ pub struct SessionConfig {
     pub kernels: crate::backend::cpu::scale::Kernels,
     /// Scale on this CUDA device instead of with `kernels` (set by the worker's placement).
     pub cuda_device: Option<usize>,
+    /// On `cuda_device`: decode with NVDEC where the stream allows (H.264 in Annex B).
+    pub nvdec: bool,
+    /// On `cuda_device`: encode with NVENC (frames stay in device memory end to end).
+    pub nvenc: bool,
     /// Written into each output's metadata (`service_provider`).
     pub service: String,
     /// Segments a session holds at once (queued or in progress); more are refused as busy.
@@ -59,6 +63,8 @@ impl SessionConfig {
             threads: 1,
             kernels: crate::backend::cpu::scale::Kernels::detect(),
             cuda_device: None,
+            nvdec: true,
+            nvenc: true,
             service: format!("gpuworker {}", env!("CARGO_PKG_VERSION")),
             depth: 3,
         }

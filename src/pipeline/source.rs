@@ -5,6 +5,7 @@
 //! every session's memory bounded.
 
 use crate::backend::cpu::{decode::CpuDecoder, scale::CpuScaler};
+use crate::backend::cuda::{decode::NvdecDecoder, scale::CudaScaler};
 use crate::error::{Error, Result};
 use crate::media::demux::{pixel_format_supported, pixel_name, Segment};
 use crate::media::frame::make_writable;
@@ -47,7 +48,7 @@ struct Current {
 pub(crate) struct Source {
     cfg: Arc<SessionConfig>,
     link: Arc<Link>,
-    decoder: Option<CpuDecoder>,
+    decoder: Option<Box<dyn VideoDecoder>>,
     scaler: Option<Box<dyn MultiScaler>>,
     source_size: Option<(u32, u32)>,
     sizes: Vec<(u32, u32)>,
@@ -177,8 +178,18 @@ impl Source {
 
     /// Sets up the decoder and scaler for this segment's source, reusing what still fits.
     fn prepare(&mut self, seg: &Segment) -> Result<()> {
-        if !self.decoder.as_ref().is_some_and(|d| d.accepts(seg)) {
-            self.decoder = Some(CpuDecoder::open(seg, self.cfg.threads)?);
+        let nvdec = self
+            .cfg
+            .cuda_device
+            .filter(|_| self.cfg.nvdec && crate::backend::cuda::decode::codec_for(seg).is_some());
+        let fits =
+            |d: &dyn VideoDecoder| d.accepts(seg) && (d.name() == "nvdec") == nvdec.is_some();
+        if !self.decoder.as_deref().is_some_and(fits) {
+            self.decoder = None;
+            self.decoder = Some(match nvdec {
+                Some(device) => Box::new(NvdecDecoder::open(seg, device)?),
+                None => Box::new(CpuDecoder::open(seg, self.cfg.threads)?),
+            });
         }
         let src = (seg.width, seg.height);
         if self.source_size != Some(src) {
@@ -195,14 +206,18 @@ impl Source {
                 .map(|&(w, h)| (w as usize, h as usize))
                 .collect();
             let plan = ScalePlan::new(DEFAULT_KERNEL, (src.0 as usize, src.1 as usize), &outs);
-            self.scaler = Some(if let Some(device) = self.cfg.cuda_device {
-                Box::new(crate::backend::cuda::scale::CudaScaler::new(plan, device)?)
+            // The old scaler's buffers go first (device memory is finite).
+            self.scaler = None;
+            self.scaled.clear();
+            let scaler: Box<dyn MultiScaler> = if let Some(device) = self.cfg.cuda_device {
+                Box::new(CudaScaler::new(plan, device, self.cfg.nvenc)?)
             } else {
                 Box::new(CpuScaler::new(plan, self.cfg.kernels))
-            });
-            self.scaled.clear();
-            self.scaled
-                .extend(self.sizes.iter().map(|&(w, h)| new_frame((w, h))));
+            };
+            for &(w, h) in &self.sizes {
+                self.scaled.push(scaler.alloc_output(w, h)?);
+            }
+            self.scaler = Some(scaler);
             // A new generation of buffers; old ones are dropped as they come back.
             self.allocated.fill(1);
             for q in &self.link.free {
@@ -309,7 +324,7 @@ impl Source {
         let cur = self.cur.as_mut().expect("current segment");
         let frame = &self.decoded;
         let (w, h) = (frame.width(), frame.height());
-        if !pixel_format_supported(frame.format()) {
+        if !pixel_format_supported(frame.format()) && frame.format() != ff::format::Pixel::CUDA {
             return Err(Error::UnsupportedPixelFormat {
                 path: cur.seg.path.clone(),
                 format: pixel_name(frame.format()),
@@ -347,7 +362,9 @@ impl Source {
         if !cur.scaled_ready {
             let t = Instant::now();
             for f in &mut self.scaled {
-                make_writable(f).map_err(|e| Error::codec("scaler", e))?;
+                if f.format() != ff::format::Pixel::CUDA {
+                    make_writable(f).map_err(|e| Error::codec("scaler", e))?;
+                }
             }
             let scaler = self.scaler.as_mut().expect("prepared");
             scaler.scale(&self.decoded, &mut self.scaled)?;
@@ -362,6 +379,7 @@ impl Source {
             let Some(spare) = self.or_wait(|s| s.spare(i)) else {
                 return Ok(Step::Idle);
             };
+            let spare = spare?;
             let frame = std::mem::replace(&mut self.scaled[i], spare);
             self.send(i, ToRendition::Frame { frame, pts });
             self.cur.as_mut().expect("current").sent |= 1 << i;
@@ -373,16 +391,17 @@ impl Source {
 
     /// A buffer of the current size for rendition `i`: from its pool, or new while the pool
     /// is under its bound.
-    fn spare(&mut self, i: usize) -> Option<ff::frame::Video> {
+    fn spare(&mut self, i: usize) -> Option<Result<ff::frame::Video>> {
         let size = self.sizes[i];
         while let Some(f) = self.link.free[i].pop() {
             if (f.width(), f.height()) == size {
-                return Some(f);
+                return Some(Ok(f));
             }
         }
         if self.allocated[i] < FRAMES_PER_RENDITION {
             self.allocated[i] += 1;
-            return Some(new_frame(size));
+            let scaler = self.scaler.as_ref().expect("prepared");
+            return Some(scaler.alloc_output(size.0, size.1));
         }
         None
     }
@@ -410,10 +429,6 @@ impl crate::sched::Task for Source {
             }
         }
     }
-}
-
-fn new_frame((w, h): (u32, u32)) -> ff::frame::Video {
-    ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h)
 }
 
 /// Timestamp ticks of one frame at `rate` in `tb` (at least 1).

@@ -13,6 +13,10 @@ pub trait VideoDecoder: Send {
     fn receive_frame(&mut self, frame: &mut ff::frame::Video) -> Result<bool>;
     /// Returns a drained decoder to its initial state for the next segment.
     fn reset(&mut self);
+    /// Whether this decoder can go on with `seg` (same codec and parameters).
+    fn accepts(&self, seg: &crate::media::demux::Segment) -> bool;
+    /// Name of the implementation (for reports).
+    fn name(&self) -> &'static str;
 }
 
 /// Frames in, compressed packets out.
@@ -24,6 +28,10 @@ pub trait VideoEncoder: Send {
     /// Returns a drained encoder to a state where its next frame starts a new stream.
     fn reset(&mut self) -> Result<()>;
     fn time_base(&self) -> ff::Rational;
+    /// What the encoder was opened with (a change means a new encoder).
+    fn settings(&self) -> &crate::backend::cpu::encode::EncoderSettings;
+    /// Codec parameters for the muxer's stream (extradata included).
+    fn context(&self) -> &ff::codec::Context;
 }
 
 /// One source frame in, every rendition of the ladder out, in one pass.
@@ -31,4 +39,9 @@ pub trait MultiScaler: Send {
     fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()>;
     /// Name of the implementation (for reports).
     fn name(&self) -> String;
+    /// A new output buffer of `w`x`h` in the memory this scaler writes (host YUV 4:2:0 unless
+    /// the implementation writes device frames for a GPU encoder).
+    fn alloc_output(&self, w: u32, h: u32) -> Result<ff::frame::Video> {
+        Ok(ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h))
+    }
 }

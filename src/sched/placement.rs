@@ -1,5 +1,8 @@
 //! GPU placement: a session is pinned to one device for its whole life (its frames, codecs and
-//! kernels live there), chosen least-loaded at admission, ties to the lowest index.
+//! kernels live there), chosen least-loaded at admission, ties to the lowest index. It also
+//! counts each device's NVENC sessions (one per rendition) against the limit the driver
+//! enforces on consumer cards, so a session that would exceed it encodes on the CPU instead
+//! of failing.
 
 use std::sync::{Arc, Mutex};
 
@@ -7,14 +10,35 @@ use std::sync::{Arc, Mutex};
 pub struct Placement {
     devices: Vec<usize>,
     load: Mutex<Vec<usize>>,
+    /// NVENC sessions in use per device.
+    nvenc: Mutex<Vec<u32>>,
 }
 
-/// A session's place on a device; dropping it frees the place.
+/// A session's place on a device; dropping it frees the place and its NVENC sessions.
 #[derive(Debug)]
 pub struct DeviceLease {
     placement: Arc<Placement>,
     slot: usize,
     pub device: usize,
+    nvenc_sessions: u32,
+}
+
+impl DeviceLease {
+    /// Reserves `n` NVENC sessions on this device if they fit under `limit` (None = no
+    /// limit); false when the device is at its limit.
+    pub fn reserve_nvenc(&mut self, n: u32, limit: Option<u32>) -> bool {
+        let mut used = lock(&self.placement.nvenc);
+        if limit.is_some_and(|l| used[self.slot] + n > l) {
+            return false;
+        }
+        used[self.slot] += n;
+        self.nvenc_sessions += n;
+        true
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Placement {
@@ -23,13 +47,14 @@ impl Placement {
         assert!(!devices.is_empty(), "placement needs a device");
         Arc::new(Placement {
             load: Mutex::new(vec![0; devices.len()]),
+            nvenc: Mutex::new(vec![0; devices.len()]),
             devices,
         })
     }
 
     /// The least-loaded device, for one more session.
     pub fn place(self: &Arc<Self>) -> DeviceLease {
-        let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        let mut load = lock(&self.load);
         let slot = (0..load.len())
             .min_by_key(|&i| (load[i], i))
             .expect("a device");
@@ -38,23 +63,25 @@ impl Placement {
             placement: self.clone(),
             slot,
             device: self.devices[slot],
+            nvenc_sessions: 0,
         }
     }
 
     /// Sessions per device, in the order of [`Placement::new`].
     pub fn load(&self) -> Vec<usize> {
-        self.load.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.load).clone()
+    }
+
+    /// NVENC sessions in use per device.
+    pub fn nvenc_load(&self) -> Vec<u32> {
+        lock(&self.nvenc).clone()
     }
 }
 
 impl Drop for DeviceLease {
     fn drop(&mut self) {
-        let mut load = self
-            .placement
-            .load
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        load[self.slot] -= 1;
+        lock(&self.placement.load)[self.slot] -= 1;
+        lock(&self.placement.nvenc)[self.slot] -= self.nvenc_sessions;
     }
 }
 

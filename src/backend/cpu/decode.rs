@@ -54,14 +54,17 @@ impl CpuDecoder {
         let dec = dec.video().map_err(|e| Error::codec("decoder", e))?;
         Ok(CpuDecoder { dec, key: key(seg) })
     }
-
-    /// Whether this decoder can take the segment's stream without reopening.
-    pub fn accepts(&self, seg: &Segment) -> bool {
-        self.key == key(seg)
-    }
 }
 
 impl VideoDecoder for CpuDecoder {
+    fn accepts(&self, seg: &Segment) -> bool {
+        self.key == key(seg)
+    }
+
+    fn name(&self) -> &'static str {
+        "libavcodec"
+    }
+
     fn send_packet(&mut self, packet: &ff::Packet) -> Result<()> {
         match self.dec.send_packet(packet) {
             // Invalid data in one packet is reported by the frames (or their absence); the

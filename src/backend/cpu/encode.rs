@@ -141,15 +141,6 @@ impl CpuEncoder {
             drained: false,
         })
     }
-
-    pub fn settings(&self) -> &EncoderSettings {
-        &self.settings
-    }
-
-    /// The codec context (for the muxer's stream parameters).
-    pub fn context(&self) -> &ff::codec::Context {
-        &self.enc
-    }
 }
 
 impl VideoEncoder for CpuEncoder {
@@ -193,5 +184,13 @@ impl VideoEncoder for CpuEncoder {
 
     fn time_base(&self) -> ff::Rational {
         self.settings.time_base
+    }
+
+    fn settings(&self) -> &EncoderSettings {
+        &self.settings
+    }
+
+    fn context(&self) -> &ff::codec::Context {
+        &self.enc
     }
 }

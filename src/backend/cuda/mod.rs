@@ -3,7 +3,13 @@
 //! scaling kernel (`kernels`, compiled by `nvrtc` or embedded), its CPU twin (`twin`) and the
 //! `scale` stage through cudarc. NVDEC and NVENC stages come next.
 
+pub mod decode;
+pub mod encode;
+pub mod engines;
+pub mod frame;
 pub mod kernels;
+pub mod nvdec;
+pub mod nvenc;
 pub mod nvrtc;
 pub mod scale;
 pub mod twin;

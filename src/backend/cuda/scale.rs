@@ -1,8 +1,10 @@
 //! The CUDA scale stage: `kernels/scale_nv12.cu` through cudarc, one launch per frame for the
-//! whole ladder. This version takes host frames (CPU decode) and returns host frames (CPU
-//! encode): upload, one launch, download. With NVDEC and NVENC the frames stay on the device.
+//! whole ladder. The source is an NVDEC picture (a device frame, read in place) or a host
+//! frame from the CPU decoder (uploaded). The outputs are device frames for NVENC (written in
+//! place, never leaving the GPU) or host frames for the CPU encoder (downloaded).
 //! Its output equals the CPU scaler's bit for bit (same tables, same arithmetic).
 
+use super::frame::{alloc_nv12, device_planes, DevicePlanes};
 use super::kernels::{self, ScalePlaneJob, SCALE_BLOCK};
 use crate::error::{Error, Result};
 use crate::pipeline::stage::MultiScaler;
@@ -49,6 +51,10 @@ pub struct CudaScaler {
     /// Filter tables and the job table; kept alive for the jobs' pointers.
     _tables: Vec<CudaSlice<u8>>,
     jobs: CudaSlice<u8>,
+    /// The job table on the host, patched with each frame's destinations for device output.
+    host_jobs: Jobs,
+    /// Write device frames (for NVENC) instead of host frames.
+    device_output: bool,
     grid: (u32, u32, u32),
     device: String,
 }
@@ -57,6 +63,11 @@ pub struct CudaScaler {
 fn upload(stream: &Arc<CudaStream>, data: &[u8]) -> Result<CudaSlice<u8>> {
     stream.clone_htod(data).map_err(|e| cuda_err("upload", e))
 }
+
+/// The job table; its pointers are device addresses, never dereferenced on the host.
+struct Jobs(Vec<ScalePlaneJob>);
+// SAFETY: the raw pointers inside are device addresses used only as kernel arguments.
+unsafe impl Send for Jobs {}
 
 fn bytes_of<T: Copy>(v: &[T]) -> Vec<u8> {
     // SAFETY: `T` is a plain integer or #[repr(C)] struct of integers and pointers (no
@@ -67,8 +78,9 @@ fn bytes_of<T: Copy>(v: &[T]) -> Vec<u8> {
 
 impl CudaScaler {
     /// Opens CUDA device `ordinal`, loads the kernel (embedded cubin for the device, else PTX,
-    /// else NVRTC) and allocates every buffer for `plan`.
-    pub fn new(plan: ScalePlan, ordinal: usize) -> Result<Self> {
+    /// else NVRTC) and allocates every buffer for `plan`. With `device_output` the scaler
+    /// writes device frames (see [`MultiScaler::alloc_output`]).
+    pub fn new(plan: ScalePlan, ordinal: usize, device_output: bool) -> Result<Self> {
         if !driver_present() {
             return Err(cuda_err(
                 "not available",
@@ -143,8 +155,11 @@ impl CudaScaler {
             }
             outs.push(out);
         }
-        let jobs = upload(&stream, &bytes_of(&jobs))?;
+        let host_jobs = Jobs(jobs);
+        let jobs = upload(&stream, &bytes_of(&host_jobs.0))?;
         Ok(CudaScaler {
+            host_jobs,
+            device_output,
             grid: kernels::scale_grid(&plan),
             stream,
             func,
@@ -192,11 +207,11 @@ fn module_image(major: i32, minor: i32) -> Result<Vec<u8>> {
     .map_err(|e| cuda_err("no kernel for this GPU", e))
 }
 
-impl MultiScaler for CudaScaler {
-    fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()> {
+impl CudaScaler {
+    /// Copies a host frame into the NV12 source buffers (U and V interleaved).
+    fn upload_source(&mut self, src: &ff::frame::Video) -> Result<DevicePlanes> {
         let (w, h) = (self.plan.src_width, self.plan.src_height);
         let (cw, ch) = chroma_size(w, h);
-        // Upload: Y rows packed; U and V interleaved into NV12 (NV12 sources copy as they are).
         for r in 0..h {
             let row = &src.data(0)[r * src.stride(0)..][..w];
             self.host_y[r * w..(r + 1) * w].copy_from_slice(row);
@@ -223,24 +238,32 @@ impl MultiScaler for CudaScaler {
             .map_err(|e| cuda_err("upload", e))?;
         s.memcpy_htod(&self.host_uv, &mut self.src_uv)
             .map_err(|e| cuda_err("upload", e))?;
-        let (pitch_y, pitch_uv, sw, sh) = (w as i32, 2 * cw as i32, w as i32, h as i32);
-        let mut launch = s.launch_builder(&self.func);
-        launch
-            .arg(&self.src_y)
-            .arg(&pitch_y)
-            .arg(&self.src_uv)
-            .arg(&pitch_uv)
-            .arg(&sw)
-            .arg(&sh)
-            .arg(&self.jobs);
-        let cfg = LaunchConfig {
-            grid_dim: self.grid,
-            block_dim: (SCALE_BLOCK.0, SCALE_BLOCK.1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match scale_nv12's signature in order and type; every job
-        // points into buffers allocated above for exactly the plane sizes in `plan`.
-        unsafe { launch.launch(cfg) }.map_err(|e| cuda_err("launch", e))?;
+        Ok(DevicePlanes {
+            y: self.src_y.device_ptr(s).0,
+            pitch_y: w,
+            uv: self.src_uv.device_ptr(s).0,
+            pitch_uv: 2 * cw,
+        })
+    }
+
+    /// Points the job table at the device frames `dst` (two planes each) and uploads it.
+    fn target(&mut self, dst: &[ff::frame::Video]) -> Result<()> {
+        for (pair, f) in self.host_jobs.0.chunks_mut(2).zip(dst) {
+            let p = device_planes(f).ok_or_else(|| cuda_err("scale", "a host output frame"))?;
+            pair[0].dst = p.y as *mut u8;
+            pair[0].dst_pitch = p.pitch_y as i32;
+            pair[1].dst = p.uv as *mut u8;
+            pair[1].dst_pitch = p.pitch_uv as i32;
+        }
+        let bytes = bytes_of(&self.host_jobs.0);
+        self.stream
+            .memcpy_htod(&bytes, &mut self.jobs)
+            .map_err(|e| cuda_err("upload", e))
+    }
+
+    /// Copies the scaled planes into host frames `dst` (U and V de-interleaved).
+    fn download(&mut self, dst: &mut [ff::frame::Video]) -> Result<()> {
+        let s = &self.stream;
         for (o, f) in self.outs.iter_mut().zip(dst.iter_mut()) {
             s.memcpy_dtoh(&o.y, &mut o.host_y)
                 .map_err(|e| cuda_err("download", e))?;
@@ -265,8 +288,59 @@ impl MultiScaler for CudaScaler {
         }
         Ok(())
     }
+}
+
+impl MultiScaler for CudaScaler {
+    fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()> {
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| cuda_err("bind context", e))?;
+        let from = match device_planes(src) {
+            Some(p) => p,
+            None => self.upload_source(src)?,
+        };
+        if self.device_output {
+            self.target(dst)?;
+        }
+        let (sw, sh) = (self.plan.src_width as i32, self.plan.src_height as i32);
+        let (pitch_y, pitch_uv) = (from.pitch_y as i32, from.pitch_uv as i32);
+        let s = &self.stream;
+        let mut launch = s.launch_builder(&self.func);
+        launch
+            .arg(&from.y)
+            .arg(&pitch_y)
+            .arg(&from.uv)
+            .arg(&pitch_uv)
+            .arg(&sw)
+            .arg(&sh)
+            .arg(&self.jobs);
+        let cfg = LaunchConfig {
+            grid_dim: self.grid,
+            block_dim: (SCALE_BLOCK.0, SCALE_BLOCK.1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match scale_nv12's signature in order and type (device
+        // addresses as 64-bit values); the source planes cover `plan`'s source size and every
+        // job points at buffers of exactly its plane's size.
+        unsafe { launch.launch(cfg) }.map_err(|e| cuda_err("launch", e))?;
+        if self.device_output {
+            // The frames go to encoders on other threads: finish before handing them on.
+            s.synchronize().map_err(|e| cuda_err("synchronize", e))
+        } else {
+            self.download(dst)
+        }
+    }
 
     fn name(&self) -> String {
         format!("cuda {}", self.device)
+    }
+
+    fn alloc_output(&self, w: u32, h: u32) -> Result<ff::frame::Video> {
+        if self.device_output {
+            alloc_nv12(&self.stream, w, h)
+        } else {
+            Ok(ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h))
+        }
     }
 }

@@ -1,0 +1,133 @@
+//! Device frames travel through the pipeline as AVFrames in `AV_PIX_FMT_CUDA`, the convention
+//! of FFmpeg's hwcontext_cuda: `data[0]` and `data[1]` are the CUdeviceptrs of the NV12 luma
+//! and interleaved chroma planes, `linesize` their pitches, and `buf[0]` owns the device
+//! memory (a pool buffer, or an NVDEC mapping that is unmapped when the frame is released).
+//! The queues, pools and timing code handle them exactly like host frames.
+
+use crate::error::{Error, Result};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use ffmpeg_next as ff;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+/// Row alignment of device frames (NVENC and coalesced kernel access).
+pub const PITCH_ALIGN: usize = 256;
+
+/// The NV12 planes of a device frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DevicePlanes {
+    pub y: u64,
+    pub pitch_y: usize,
+    pub uv: u64,
+    pub pitch_uv: usize,
+}
+
+/// The planes of `f` if it is a device frame.
+pub fn device_planes(f: &ff::frame::Video) -> Option<DevicePlanes> {
+    if f.format() != ff::format::Pixel::CUDA {
+        return None;
+    }
+    // SAFETY: `f` is a valid frame; reading its data pointers and line sizes has no effect.
+    let raw = unsafe { &*f.as_ptr() };
+    Some(DevicePlanes {
+        y: raw.data[0] as u64,
+        pitch_y: raw.linesize[0] as usize,
+        uv: raw.data[1] as u64,
+        pitch_uv: raw.linesize[1] as usize,
+    })
+}
+
+unsafe extern "C" fn release_owner(opaque: *mut c_void, _data: *mut u8) {
+    // SAFETY: `opaque` is the Box made in `wrap` and FFmpeg calls this once, when the last
+    // reference to the buffer goes.
+    drop(unsafe { Box::from_raw(opaque as *mut Box<dyn Send>) });
+}
+
+/// Makes `f` a `w`x`h` device frame over NV12 planes owned by `owner` (dropped when the
+/// frame's last reference is released).
+fn wrap(f: &mut ff::frame::Video, w: u32, h: u32, p: DevicePlanes, owner: Box<dyn Send>) {
+    let opaque = Box::into_raw(Box::new(owner)) as *mut c_void;
+    // SAFETY: the frame is unreferenced first, so no old buffer leaks; av_buffer_create only
+    // stores the (device) address and calls `release_owner` with `opaque` when the buffer's
+    // refcount drops to zero. FFmpeg never dereferences `data` of an AV_PIX_FMT_CUDA frame.
+    unsafe {
+        let raw = f.as_mut_ptr();
+        ff::ffi::av_frame_unref(raw);
+        let buf = ff::ffi::av_buffer_create(p.y as *mut u8, 1, Some(release_owner), opaque, 0);
+        assert!(!buf.is_null(), "av_buffer_create: out of memory");
+        (*raw).buf[0] = buf;
+        (*raw).format = ff::ffi::AVPixelFormat::AV_PIX_FMT_CUDA as i32;
+        (*raw).width = w as i32;
+        (*raw).height = h as i32;
+        (*raw).data[0] = p.y as *mut u8;
+        (*raw).data[1] = p.uv as *mut u8;
+        (*raw).linesize[0] = p.pitch_y as i32;
+        (*raw).linesize[1] = p.pitch_uv as i32;
+    }
+}
+
+/// A new `w`x`h` NV12 frame in device memory (pitch aligned to [`PITCH_ALIGN`], chroma right
+/// after the luma rows, as NVENC reads it).
+pub fn alloc_nv12(stream: &Arc<CudaStream>, w: u32, h: u32) -> Result<ff::frame::Video> {
+    let pitch = (w as usize).div_ceil(PITCH_ALIGN) * PITCH_ALIGN;
+    let rows = h as usize + (h as usize).div_ceil(2);
+    // SAFETY: the scaler writes every visible byte before the frame is read.
+    let mem: CudaSlice<u8> = unsafe { stream.alloc(pitch * rows) }.map_err(|e| Error::Codec {
+        stage: "cuda",
+        detail: format!("out of device memory for a {w}x{h} frame: {e}"),
+    })?;
+    let (y, _) = mem.device_ptr(stream);
+    let planes = DevicePlanes {
+        y,
+        pitch_y: pitch,
+        uv: y + (pitch * h as usize) as u64,
+        pitch_uv: pitch,
+    };
+    let mut f = ff::frame::Video::empty();
+    wrap(&mut f, w, h, planes, Box::new(mem));
+    Ok(f)
+}
+
+/// Turns `f` into a view of an NVDEC picture; the mapping is released with the frame.
+pub fn wrap_mapped(f: &mut ff::frame::Video, m: super::nvdec::Mapped, pts: i64) {
+    let (w, h) = m.size();
+    let planes = DevicePlanes {
+        y: m.ptr,
+        pitch_y: m.pitch as usize,
+        uv: m.ptr + m.pitch as u64 * h as u64,
+        pitch_uv: m.pitch as usize,
+    };
+    wrap(f, w, h, planes, Box::new(m));
+    f.set_pts(Some(pts));
+}
+
+/// Releases what `f` holds (for a device frame: its mapping or its reference to the buffer).
+pub fn release(f: &mut ff::frame::Video) {
+    // SAFETY: unreferencing a valid frame leaves it empty and valid.
+    unsafe { ff::ffi::av_frame_unref(f.as_mut_ptr()) };
+}
+
+/// A counted reference to a frame's first buffer: keeps device memory alive while NVENC has
+/// it registered.
+pub struct BufferRef(*mut ff::ffi::AVBufferRef);
+
+// SAFETY: AVBufferRef reference counting is atomic; the referenced memory is device memory
+// that is never touched through this handle.
+unsafe impl Send for BufferRef {}
+
+impl BufferRef {
+    pub fn of(f: &ff::frame::Video) -> Option<BufferRef> {
+        // SAFETY: `buf[0]` is null or a valid buffer reference of `f`; av_buffer_ref adds one.
+        unsafe {
+            let b = (*f.as_ptr()).buf[0];
+            (!b.is_null()).then(|| BufferRef(ff::ffi::av_buffer_ref(b)))
+        }
+    }
+}
+
+impl Drop for BufferRef {
+    fn drop(&mut self) {
+        // SAFETY: the reference was made by av_buffer_ref and is released once.
+        unsafe { ff::ffi::av_buffer_unref(&mut self.0) };
+    }
+}
