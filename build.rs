@@ -92,32 +92,48 @@ fn main() {
         .compile("gpuworker_twin");
 }
 
-/// The simulated libcuda.so.1 for tests (tests/sim/): device memory is host memory, launches
-/// run the kernels' CPU twins. Tests find it through GPUWORKER_SIM_DIR and LD_LIBRARY_PATH.
+/// The simulated NVIDIA driver libraries for tests (tests/sim/): libcuda.so.1 (device memory
+/// is host memory, launches run the kernels' CPU twins), libnvcuvid.so.1 and
+/// libnvidia-encode.so.1 (NVDEC and NVENC over libavcodec; they need the nv-codec-headers of
+/// libffmpeg-nvenc-dev). Tests find them through GPUWORKER_SIM_DIR and LD_LIBRARY_PATH.
 fn build_simulated_driver(out: &Path) {
     println!("cargo:rerun-if-changed=tests/sim");
     let dir = out.join("sim");
     std::fs::create_dir_all(&dir).expect("create sim dir");
-    let lib = dir.join("libcuda.so.1");
     let compiler = cc::Build::new().cpp(true).get_compiler();
-    let status = compiler
-        .to_command()
-        .args([
-            "-shared",
-            "-fPIC",
-            "-O2",
-            "-std=c++17",
-            "-ffp-contract=off",
-            "-o",
-        ])
-        .arg(&lib)
-        .arg("tests/sim/libcuda.cpp")
-        .status()
-        .expect("run the C++ compiler for the simulated driver");
-    assert!(status.success(), "building tests/sim/libcuda.cpp failed");
+    let build = |lib: &str, src: &str, extra: &[&str]| {
+        let status = compiler
+            .to_command()
+            .args(["-shared", "-fPIC", "-O2", "-std=c++17", "-ffp-contract=off"])
+            .arg("-o")
+            .arg(dir.join(lib))
+            .arg(src)
+            .args(extra)
+            .status()
+            .expect("run the C++ compiler for the simulated driver");
+        assert!(status.success(), "building {src} failed");
+    };
+    build("libcuda.so.1", "tests/sim/libcuda.cpp", &[]);
     let link = dir.join("libcuda.so");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink("libcuda.so.1", &link).expect("symlink libcuda.so");
+    if Path::new("/usr/include/ffnvcodec/nvEncodeAPI.h").exists() {
+        let libs = [
+            "-L",
+            dir.to_str().expect("utf-8 OUT_DIR"),
+            "-Wl,-rpath,$ORIGIN",
+            "-lcuda",
+            "-lavcodec",
+            "-lavutil",
+        ];
+        build("libnvcuvid.so.1", "tests/sim/libnvcuvid.cpp", &libs);
+        build("libnvidia-encode.so.1", "tests/sim/libnvidia-encode.cpp", &libs);
+    } else {
+        println!(
+            "cargo:warning=nv-codec-headers missing (apt-get install libffmpeg-nvenc-dev, \
+             scripts/setup does): the simulated NVDEC and NVENC are not built"
+        );
+    }
     println!("cargo:rustc-env=GPUWORKER_SIM_DIR={}", dir.display());
 }
 

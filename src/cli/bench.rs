@@ -46,7 +46,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
     /// Where sessions scale: cpu, or CUDA devices (cuda:0,1 or all), sessions placed on the
-    /// least-loaded device. Decode and encode run on the CPU until NVDEC/NVENC land.
+    /// least-loaded device. On a GPU, sessions decode with NVDEC and encode with NVENC where
+    /// the GPU has them and its NVENC session limit allows; otherwise on the CPU.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Search for the most concurrent live sessions that stay real-time.

@@ -22,14 +22,43 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
     );
     println!(
         "cuda     {}",
-        g.reason.as_deref().unwrap_or(
-            "available: scaling on the GPU (--scaler cuda); NVDEC/NVENC stages not built yet"
-        )
+        g.reason
+            .as_deref()
+            .unwrap_or("available (--scaler cuda, bench --device cuda:N)")
     );
     for d in &g.devices {
         println!(
-            "           GPU {}: {}, compute {}, {} MiB",
-            d.index, d.name, d.compute_capability, d.memory_mib
+            "           GPU {}: {}, compute {}, {} MiB; sessions run {}",
+            d.index, d.name, d.compute_capability, d.memory_mib, d.path
+        );
+        let e = &d.engines;
+        let dec: Vec<String> = e
+            .nvdec
+            .iter()
+            .map(|c| format!("{} up to {}x{}", c.codec, c.max_width, c.max_height))
+            .collect();
+        println!(
+            "             NVDEC: {}",
+            if dec.is_empty() {
+                e.nvdec_reason.clone().unwrap_or_else(|| "none".into())
+            } else {
+                dec.join(", ")
+            }
+        );
+        let limit = e.nvenc_session_limit.map_or_else(
+            || "no session limit found".to_string(),
+            |n| format!("{n} concurrent sessions"),
+        );
+        println!(
+            "             NVENC: {}",
+            if e.nvenc.is_empty() {
+                format!(
+                    "none ({})",
+                    e.nvenc_reason.as_deref().unwrap_or("no codec reported")
+                )
+            } else {
+                format!("{}; {limit}", e.nvenc.join(", "))
+            }
         );
     }
     for l in &g.libraries {

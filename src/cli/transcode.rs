@@ -47,10 +47,17 @@ pub struct Args {
     /// CUDA device for --scaler cuda (the first of a list; `all` = device 0 here).
     #[arg(long, default_value = "0")]
     pub nvidia: String,
-    /// Scaler implementation: auto (the fastest this CPU has), portable, avx2, or cuda (GPU 0;
-    /// decode and encode stay on the CPU).
+    /// Scaler implementation: auto (the fastest this CPU has), portable, avx2, or cuda (on the
+    /// --nvidia GPU, which then also decodes with NVDEC and encodes with NVENC where it has
+    /// them: H100, H200 and A100 have no NVENC, so their renditions encode on the CPU).
     #[arg(long, default_value = "auto")]
     pub scaler: String,
+    /// With --scaler cuda: decode on the CPU even where NVDEC could.
+    #[arg(long)]
+    pub no_nvdec: bool,
+    /// With --scaler cuda: encode on the CPU (libx264) even where NVENC could.
+    #[arg(long)]
+    pub no_nvenc: bool,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -120,6 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cfg.preset = args.x264_preset.clone();
     cfg.threads = args.threads;
     cfg.kernels = kernels;
+    cfg.nvdec = !args.no_nvdec;
+    cfg.nvenc = !args.no_nvenc;
     let devices = if args.scaler == "cuda" {
         // Without a driver each segment fails with "not available: …", as any GPU error would.
         let found = gpuworker::backend::cuda::probe().devices.len().max(1);
@@ -244,9 +253,12 @@ fn print_summary(reports: &[SegmentReport], wall: f64, scaler: &str) {
         );
     }
     let sum = |f: fn(&SegmentReport) -> f64| reports.iter().map(f).sum::<f64>();
+    let last = &reports[reports.len() - 1];
+    let encoder = last.renditions.first().map_or("-", |r| r.encoder.as_str());
     println!(
-        "wall {wall:.2} s = {:.2}x real time; stage thread time: decode {:.2} s, scale ({scaler}) {:.2} s, encode {:.2} s",
+        "wall {wall:.2} s = {:.2}x real time; stage thread time: decode ({}) {:.2} s, scale ({scaler}) {:.2} s, encode ({encoder}) {:.2} s",
         media / wall,
+        last.decoder,
         sum(|r| r.decode_seconds),
         sum(|r| r.scale_seconds),
         sum(|r| r.encode_seconds)

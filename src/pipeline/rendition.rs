@@ -205,6 +205,7 @@ impl RenditionTask {
             height: self.size.1,
             frames: cur.frames,
             target_bitrate: self.profile.bitrate,
+            encoder: enc.name(),
             encode: cur.encode,
         })
     }

@@ -21,6 +21,8 @@ pub struct RenditionReport {
     /// Bits per second of the video stream alone: compare this with `target_bitrate`.
     pub video_bitrate: u64,
     pub target_bitrate: u64,
+    /// The encoder that wrote it: "libx264" (CPU) or "nvenc".
+    pub encoder: String,
 }
 
 /// One segment.
@@ -35,6 +37,8 @@ pub struct SegmentReport {
     pub decoded_pixels: u64,
     /// Media duration of the segment in seconds.
     pub duration: f64,
+    /// The decoder that read it: "libavcodec" (CPU) or "nvdec".
+    pub decoder: String,
     pub renditions: Vec<RenditionReport>,
     /// Wall time of the whole segment and CPU time spent in each stage, in seconds.
     pub wall_seconds: f64,

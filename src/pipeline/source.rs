@@ -266,6 +266,7 @@ impl Source {
             decoded_frames: cur.decoded_frames,
             decoded_pixels: cur.decoded_pixels,
             duration: ticks as f64 * f64::from(cur.seg.time_base),
+            decoder: self.decoder.as_ref().map_or("none", |d| d.name()),
             decode: cur.decode,
             scale: cur.scale,
         }));

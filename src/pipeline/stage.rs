@@ -28,6 +28,8 @@ pub trait VideoEncoder: Send {
     /// Returns a drained encoder to a state where its next frame starts a new stream.
     fn reset(&mut self) -> Result<()>;
     fn time_base(&self) -> ff::Rational;
+    /// Name of the implementation (for reports).
+    fn name(&self) -> &'static str;
     /// What the encoder was opened with (a change means a new encoder).
     fn settings(&self) -> &crate::backend::cpu::encode::EncoderSettings;
     /// Codec parameters for the muxer's stream (extradata included).

@@ -22,6 +22,8 @@ pub(crate) struct SourcePart {
     pub decoded_frames: u64,
     pub decoded_pixels: u64,
     pub duration: f64,
+    /// The decoder that read it ("libavcodec", "nvdec").
+    pub decoder: &'static str,
     pub decode: Duration,
     pub scale: Duration,
 }
@@ -35,6 +37,8 @@ pub(crate) struct RenditionPart {
     pub height: u32,
     pub frames: u64,
     pub target_bitrate: u64,
+    /// The encoder that wrote it ("libx264", "nvenc").
+    pub encoder: &'static str,
     pub encode: Duration,
 }
 
@@ -146,6 +150,7 @@ impl Tracker {
                 bitrate: (written.bytes as f64 * 8.0 / duration) as u64,
                 video_bitrate: (written.video_bytes as f64 * 8.0 / duration) as u64,
                 target_bitrate: p.target_bitrate,
+                encoder: p.encoder.into(),
             });
         }
         Ok(SegmentReport {
@@ -156,6 +161,7 @@ impl Tracker {
             decoded_frames: source.decoded_frames,
             decoded_pixels: source.decoded_pixels,
             duration,
+            decoder: source.decoder.into(),
             renditions,
             wall_seconds: self.submitted.elapsed().as_secs_f64(),
             decode_seconds: source.decode.as_secs_f64(),

@@ -52,6 +52,14 @@ bool is_context(CUcontext c) {
     return c >= (CUcontext)&context_tokens[0] && c < (CUcontext)&context_tokens[max_devices];
 }
 std::map<uintptr_t, size_t> allocations;  // base -> size
+
+// GPUWORKER_SIM_REPORT=1: at exit, report device memory still allocated (leaks).
+struct Report {
+    ~Report() {
+        if (getenv("GPUWORKER_SIM_REPORT"))
+            fprintf(stderr, "gpuworker-sim libcuda: live allocations=%zu\n", allocations.size());
+    }
+} report;
 std::map<std::string, int> calls;
 int module_token = 0;
 int function_token = 0;
@@ -283,6 +291,17 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
         scale_nv12(src_y, pitch_y, src_uv, pitch_uv, src_w, src_h, jobs);
     });
     return CUDA_SUCCESS;
+}
+
+// For the simulated NVDEC and NVENC libraries: whether a range is device memory, and whether
+// a pointer is a context (not part of the CUDA API).
+int gpuworker_sim_device_range(CUdeviceptr p, size_t len) {
+    std::lock_guard<std::mutex> g(mu);
+    return device_range(p, len) ? 1 : 0;
+}
+
+int gpuworker_sim_is_context(void* c) {
+    return is_context((CUcontext)c) ? 1 : 0;
 }
 
 CUresult cuGetErrorString(CUresult e, const char** s) {

@@ -186,6 +186,10 @@ impl VideoEncoder for CpuEncoder {
         self.settings.time_base
     }
 
+    fn name(&self) -> &'static str {
+        "libx264"
+    }
+
     fn settings(&self) -> &EncoderSettings {
         &self.settings
     }

@@ -155,6 +155,10 @@ impl VideoEncoder for NvencEncoder {
         self.settings.time_base
     }
 
+    fn name(&self) -> &'static str {
+        "nvenc"
+    }
+
     fn settings(&self) -> &EncoderSettings {
         &self.settings
     }

@@ -1,7 +1,8 @@
 //! The CUDA backend. NVIDIA libraries are loaded at run time, never linked, so one binary runs
-//! on CPU-only and GPU machines. Today: the driver probe (devices and video engines), the
-//! scaling kernel (`kernels`, compiled by `nvrtc` or embedded), its CPU twin (`twin`) and the
-//! `scale` stage through cudarc. NVDEC and NVENC stages come next.
+//! on CPU-only and GPU machines. The driver probe (devices, and the video `engines` each
+//! has), the kernels (`kernels`, compiled by `nvrtc` or embedded) and their CPU twins
+//! (`twin`), and the stages: `decode` (NVDEC), `scale` (cudarc) and `encode` (NVENC), passing
+//! device `frame`s. `nvdec` and `nvenc` are the bindings, layered sys → result → safe.
 
 pub mod decode;
 pub mod encode;
@@ -43,6 +44,10 @@ pub struct GpuDevice {
     /// Compute capability, e.g. "9.0".
     pub compute_capability: String,
     pub memory_mib: u64,
+    /// NVDEC and NVENC on this device, and the path sessions take there.
+    pub engines: engines::Engines,
+    /// "nvdec → cuda → nvenc", or with "cpu" for the stages the GPU cannot take.
+    pub path: String,
 }
 
 /// The devices the driver reports (empty with no driver; an error in words otherwise).
@@ -73,11 +78,19 @@ fn devices() -> Result<Vec<GpuDevice>, String> {
                     .map_err(|e| e.to_string())?,
                 )
             };
+            let engines = engines::engines(i as usize);
+            let path = format!(
+                "{} → cuda scale → {}",
+                if engines.nvdec_h264() { "nvdec" } else { "cpu decode" },
+                if engines.nvenc_h264() { "nvenc" } else { "cpu encode (libx264)" }
+            );
             Ok(GpuDevice {
                 index: i as usize,
                 name,
                 compute_capability: format!("{major}.{minor}"),
                 memory_mib: mem as u64 >> 20,
+                engines,
+                path,
             })
         })
         .collect()
