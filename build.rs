@@ -127,7 +127,11 @@ fn build_simulated_driver(out: &Path) {
             "-lavutil",
         ];
         build("libnvcuvid.so.1", "tests/sim/libnvcuvid.cpp", &libs);
-        build("libnvidia-encode.so.1", "tests/sim/libnvidia-encode.cpp", &libs);
+        build(
+            "libnvidia-encode.so.1",
+            "tests/sim/libnvidia-encode.cpp",
+            &libs,
+        );
     } else {
         println!(
             "cargo:warning=nv-codec-headers missing (apt-get install libffmpeg-nvenc-dev, \

@@ -1,84 +1,56 @@
 //! The `cuda` scale stage end to end on a simulated driver (tests/sim/libcuda.cpp, found
 //! through LD_LIBRARY_PATH like the real one): cudarc loads it, the embedded cubin is loaded,
-//! every launch runs the kernel's CPU twin. The renditions must be byte-identical to the CPU
-//! backend's, and each injected driver error must fail only its own segment.
+//! every launch runs the kernel's CPU twin. With the CPU encoder (a GPU without NVENC) the
+//! renditions must be byte-identical to the CPU backend's, whether NVDEC or libavcodec
+//! decodes, and each injected driver error must fail only its own segment. NVDEC and NVENC
+//! themselves are tested in tests/video_engines_sim.rs.
 
 mod common;
 
+use common::sim::{renditions, stages, transcode, SIM_DIR};
 use common::{scratch, small_clip, SMALL_LADDER};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const SIM_DIR: &str = env!("GPUWORKER_SIM_DIR");
-
-fn transcode(out: &Path, segs: &[PathBuf], scaler: &str, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gpuworker"));
-    c.args([
-        "transcode",
-        "-q",
-        "--profiles",
-        SMALL_LADDER,
-        "--scaler",
-        scaler,
-        "--out",
-    ])
-    .arg(out)
-    .args(segs)
-    .env_remove("LD_LIBRARY_PATH");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("gpuworker runs")
-}
-
-fn renditions(out: &Path, stem: &str) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(out)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            let f = e.path().join(format!("{stem}.ts"));
-            f.exists().then(|| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(f).unwrap(),
-                )
-            })
-        })
-        .collect();
-    v.sort();
-    v
-}
+use std::process::Command;
 
 #[test]
 fn cuda_scaling_on_the_simulated_driver_equals_the_cpu_backend_byte_for_byte() {
     let dir = scratch("cuda_sim_equal");
     let segs = small_clip(&dir.join("src"), 2, 1);
-    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &[]);
+    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &[], &[]);
     assert!(
         cpu.status.success(),
         "{}",
         String::from_utf8_lossy(&cpu.stderr)
     );
-    let gpu = transcode(
-        &dir.join("cuda"),
-        &segs,
-        "cuda",
-        &[("LD_LIBRARY_PATH", SIM_DIR)],
-    );
-    assert!(
-        gpu.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gpu.stderr)
-    );
-    for stem in ["seg0", "seg1"] {
-        let (a, b) = (
-            renditions(&dir.join("cpu"), stem),
-            renditions(&dir.join("cuda"), stem),
+    assert_eq!(stages(&cpu), ["libavcodec → libx264"; 2]);
+    // A GPU without NVENC (H100, H200, A100): NVDEC → CUDA scale → libx264, chosen by itself;
+    // and the same with the CPU decoder.
+    let no_nvenc = [
+        ("LD_LIBRARY_PATH", SIM_DIR),
+        ("GPUWORKER_SIM_NVENC", "none"),
+    ];
+    for (name, args, expect) in [
+        ("nvdec", &[][..], "nvdec → libx264"),
+        ("cpudec", &["--no-nvdec"][..], "libavcodec → libx264"),
+    ] {
+        let gpu = transcode(&dir.join(name), &segs, "cuda", args, &no_nvenc);
+        assert!(
+            gpu.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gpu.stderr)
         );
-        assert_eq!(a.len(), 2, "the test ladder has two renditions");
-        for ((name, x), (_, y)) in a.iter().zip(&b) {
-            assert!(x == y, "{stem} {name}: cuda and cpu renditions differ");
+        assert_eq!(stages(&gpu), [expect; 2]);
+        for stem in ["seg0", "seg1"] {
+            let (a, b) = (
+                renditions(&dir.join("cpu"), stem),
+                renditions(&dir.join(name), stem),
+            );
+            assert_eq!(a.len(), 2, "the test ladder has two renditions");
+            for ((rendition, x), (_, y)) in a.iter().zip(&b) {
+                assert!(
+                    x == y,
+                    "{name} {stem} {rendition}: cuda and cpu renditions differ"
+                );
+            }
         }
     }
 }
@@ -99,7 +71,12 @@ fn injected_driver_errors_fail_only_their_segment() {
             &out,
             &segs,
             "cuda",
-            &[("LD_LIBRARY_PATH", SIM_DIR), ("GPUWORKER_SIM_FAIL", fail)],
+            &[],
+            &[
+                ("LD_LIBRARY_PATH", SIM_DIR),
+                ("GPUWORKER_SIM_FAIL", fail),
+                ("GPUWORKER_SIM_NVENC", "none"),
+            ],
         );
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{fail}: {err}");
@@ -129,6 +106,7 @@ fn injected_driver_errors_fail_only_their_segment() {
         &out,
         &segs,
         "cuda",
+        &[],
         &[
             ("LD_LIBRARY_PATH", SIM_DIR),
             ("GPUWORKER_SIM_FAIL", "cuMemAlloc_v2:1:2"),
@@ -145,7 +123,7 @@ fn injected_driver_errors_fail_only_their_segment() {
 fn no_driver_means_not_available_not_a_panic() {
     let dir = scratch("cuda_sim_none");
     let segs = small_clip(&dir.join("src"), 1, 1);
-    let o = transcode(&dir.join("out"), &segs, "cuda", &[]);
+    let o = transcode(&dir.join("out"), &segs, "cuda", &[], &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -180,6 +158,10 @@ fn gpu_check_runs_and_compares_on_the_simulated_driver() {
         "2",
         "--profiles",
         SMALL_LADDER,
+        // The simulated NVENC is libx264 with no lookahead (one frame in, one out), a few dB
+        // below the CPU encoder on this tiny clip; on a GPU the default (1 dB) applies.
+        "--psnr-tolerance",
+        "8",
         "--work",
     ];
     let run = |env: &[(&str, &str)]| {
@@ -201,7 +183,20 @@ fn gpu_check_runs_and_compares_on_the_simulated_driver() {
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(out.matches("identical").count(), 4 + 1, "{out}"); // header line says it too
+    assert_eq!(out.matches(" identical ").count(), 4, "{out}");
+    for run in [
+        "cpu         libavcodec → libx264",
+        "cuda-scale  nvdec → libx264",
+        "gpu         nvdec → nvenc",
+    ] {
+        assert!(out.contains(run), "{run}: {out}");
+    }
+    // Every rendition has a gpu PSNR and a difference to cpu's within the tolerance.
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" identical ")).collect();
+    assert!(
+        rows.iter().all(|l| l.split_whitespace().count() == 6),
+        "{out}"
+    );
     assert!(
         out.contains("gpu-check: OK") && out.contains("media s/s"),
         "{out}"

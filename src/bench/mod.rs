@@ -57,6 +57,10 @@ pub struct SegmentRecord {
     pub segment: usize,
     /// Where the session ran: `cpu` or `cuda:N`.
     pub device: String,
+    /// Decoder and encoder that did the work (`libavcodec`/`nvdec`, `libx264`/`nvenc`; empty
+    /// when the segment failed).
+    pub decoder: String,
+    pub encoder: String,
     pub seg_dur: f64,
     /// Seconds from arrival to completion (0 when refused).
     pub transcode_time: f64,
@@ -386,6 +390,8 @@ fn outcome(k: usize, j: usize, dur: f64, r: Result<SegmentReport, Error>) -> Seg
         session: k,
         segment: j,
         device: "cpu".into(),
+        decoder: String::new(),
+        encoder: String::new(),
         seg_dur: dur,
         transcode_time: 0.0,
         frames: 0,
@@ -408,6 +414,12 @@ fn outcome(k: usize, j: usize, dur: f64, r: Result<SegmentReport, Error>) -> Seg
             rec.decode_seconds = r.decode_seconds;
             rec.scale_seconds = r.scale_seconds;
             rec.encode_seconds = r.encode_seconds;
+            rec.decoder = r.decoder;
+            rec.encoder = r
+                .renditions
+                .first()
+                .map(|x| x.encoder.clone())
+                .unwrap_or_default();
         }
         Err(e) => {
             rec.status = if e.is_busy() { "busy" } else { "error" };

@@ -2,6 +2,8 @@
 //! queries, and the gpuworker binary.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

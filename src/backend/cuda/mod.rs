@@ -81,8 +81,16 @@ fn devices() -> Result<Vec<GpuDevice>, String> {
             let engines = engines::engines(i as usize);
             let path = format!(
                 "{} → cuda scale → {}",
-                if engines.nvdec_h264() { "nvdec" } else { "cpu decode" },
-                if engines.nvenc_h264() { "nvenc" } else { "cpu encode (libx264)" }
+                if engines.nvdec_h264() {
+                    "nvdec"
+                } else {
+                    "cpu decode"
+                },
+                if engines.nvenc_h264() {
+                    "nvenc"
+                } else {
+                    "cpu encode (libx264)"
+                }
             );
             Ok(GpuDevice {
                 index: i as usize,
