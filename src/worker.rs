@@ -55,15 +55,15 @@ impl Worker {
 
     /// Opens a session, or refuses at once with [`crate::Error::Busy`] at capacity. With GPUs
     /// configured, the session is placed on the least-loaded one and scales there; it also
-    /// decodes there if NVDEC can, and encodes there if the GPU has NVENC and the sessions
-    /// its driver allows are not all taken (otherwise its renditions encode on the CPU).
+    /// decodes there where NVDEC takes the stream (see the source stage), and encodes there if
+    /// the GPU has NVENC and the sessions its driver allows are not all taken (otherwise its
+    /// renditions encode on the CPU).
     pub fn open_session(&self, mut cfg: SessionConfig) -> Result<Session> {
         let permit = self.admission.admit()?;
         let mut lease = self.placement.as_ref().map(|p| p.place());
         if let Some(l) = &mut lease {
             let engines = crate::backend::cuda::engines::engines(l.device);
             cfg.cuda_device = Some(l.device);
-            cfg.nvdec &= engines.nvdec_h264();
             let renditions = cfg.profiles.len() as u32;
             cfg.nvenc = cfg.nvenc
                 && engines.nvenc_h264()

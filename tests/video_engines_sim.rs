@@ -7,7 +7,7 @@
 mod common;
 
 use common::sim::{assert_released, renditions, stages, transcode, SIM_DIR};
-use common::{frame_types, scratch, small_clip, SMALL_LADDER};
+use common::{frame_types, make_clip, scratch, small_clip, SMALL_LADDER};
 use std::path::Path;
 use std::process::Command;
 
@@ -82,6 +82,30 @@ fn mp4_renditions_carry_nvenc_sequence_parameters() {
         "every frame decodes from the MP4"
     );
     assert!(psnr_y(&segs[0], &f) > 35.0);
+    assert_released(&err);
+}
+
+#[test]
+fn hevc_sources_decode_on_nvdec_too() {
+    let dir = scratch("engines_hevc");
+    let src = dir.join("src/seg0.ts");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let x265 = ["-c:v", "libx265", "-x265-params", "log-level=error"];
+    make_clip(&src, "256x144", 30, 1.0, 30, &x265);
+    let segs = [src];
+    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &[], &[]);
+    assert!(cpu.status.success());
+    // NVDEC decodes HEVC bit-exactly, so with the CPU encoder the renditions are the CPU's.
+    let mut env = GPU.to_vec();
+    env.push(("GPUWORKER_SIM_NVENC", "none"));
+    let gpu = transcode(&dir.join("gpu"), &segs, "cuda", &[], &env);
+    let err = String::from_utf8_lossy(&gpu.stderr);
+    assert!(gpu.status.success(), "{err}");
+    assert_eq!(stages(&gpu), ["nvdec → libx264"]);
+    assert_eq!(
+        renditions(&dir.join("cpu"), "seg0"),
+        renditions(&dir.join("gpu"), "seg0")
+    );
     assert_released(&err);
 }
 
@@ -230,4 +254,36 @@ fn probe_reports_the_video_engines() {
     // A consumer card: the session limit is found by opening sessions.
     let d = probe(&[("GPUWORKER_SIM_NVENC_SESSIONS", "5")]);
     assert_eq!(d["engines"]["nvenc_session_limit"], 5, "{d}");
+}
+
+#[test]
+fn the_simulated_nvenc_rejects_wrong_struct_versions() {
+    use gpuworker::backend::cuda::nvenc::{result::struct_version, sys};
+    type Create = unsafe extern "C" fn(*mut sys::NV_ENCODE_API_FUNCTION_LIST) -> sys::NVENCSTATUS;
+    let path = Path::new(SIM_DIR).join("libnvidia-encode.so.1");
+    // SAFETY: the simulated library has no initialiser with effects beyond its own state, and
+    // NvEncodeAPICreateInstance has this signature (nvEncodeAPI.h).
+    unsafe {
+        let lib = libloading::Library::new(&path).unwrap();
+        let create: libloading::Symbol<Create> = lib.get(b"NvEncodeAPICreateInstance").unwrap();
+        let mut fns = sys::NV_ENCODE_API_FUNCTION_LIST {
+            version: struct_version(1),
+            ..Default::default()
+        };
+        assert_eq!(create(&mut fns), sys::NV_ENC_ERR_INVALID_VERSION);
+        fns.version = struct_version(2);
+        assert_eq!(create(&mut fns), sys::NV_ENC_SUCCESS);
+        let open = fns.nvEncOpenEncodeSessionEx.unwrap();
+        let mut p = sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS {
+            version: struct_version(2),
+            deviceType: sys::NV_ENC_DEVICE_TYPE_CUDA,
+            apiVersion: gpuworker::backend::cuda::nvenc::result::API_VERSION,
+            ..Default::default()
+        };
+        let mut enc = std::ptr::null_mut();
+        assert_eq!(open(&mut p, &mut enc), sys::NV_ENC_ERR_INVALID_VERSION);
+        p.version = struct_version(1);
+        // Right version, but no CUDA context: refused as an invalid device.
+        assert_eq!(open(&mut p, &mut enc), sys::NV_ENC_ERR_INVALID_DEVICE);
+    }
 }

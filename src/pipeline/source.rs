@@ -178,10 +178,12 @@ impl Source {
 
     /// Sets up the decoder and scaler for this segment's source, reusing what still fits.
     fn prepare(&mut self, seg: &Segment) -> Result<()> {
-        let nvdec = self
-            .cfg
-            .cuda_device
-            .filter(|_| self.cfg.nvdec && crate::backend::cuda::decode::codec_for(seg).is_some());
+        // NVDEC where the session's GPU decodes this stream, else the CPU.
+        let nvdec = self.cfg.cuda_device.filter(|&d| {
+            self.cfg.nvdec
+                && crate::backend::cuda::decode::codec_for(seg)
+                    .is_some_and(|c| crate::backend::cuda::engines::engines(d).decodes(c))
+        });
         let fits =
             |d: &dyn VideoDecoder| d.accepts(seg) && (d.name() == "nvdec") == nvdec.is_some();
         if !self.decoder.as_deref().is_some_and(fits) {

@@ -1,5 +1,5 @@
 // A simulated NVDEC (libnvcuvid.so.1) for tests on machines without a GPU. The parser decodes
-// with libavcodec's H.264 decoder and drives the caller's callbacks the way NVDEC's parser
+// with libavcodec's H.264 or HEVC decoder and drives the caller's callbacks the way NVDEC's parser
 // does (sequence → decode picture → display picture); cuvidDecodePicture stores the picture
 // as NV12 in a decode surface, and cuvidMapVideoFrame64 copies it into an output surface in
 // (simulated) device memory. Every call checks its arguments and the call order, and can be
@@ -128,8 +128,8 @@ CUresult cuvidGetDecoderCaps(CUVIDDECODECAPS* c) {
     CHECK_FAIL("cuvidGetDecoderCaps");
     if (!c) return CUDA_ERROR_INVALID_VALUE;
     if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
-    bool ok = c->eCodecType == cudaVideoCodec_H264 && c->eChromaFormat == cudaVideoChromaFormat_420 &&
-              c->nBitDepthMinus8 == 0;
+    bool ok = (c->eCodecType == cudaVideoCodec_H264 || c->eCodecType == cudaVideoCodec_HEVC) &&
+              c->eChromaFormat == cudaVideoChromaFormat_420 && c->nBitDepthMinus8 == 0;
     c->bIsSupported = ok;
     c->nNumNVDECs = ok ? 1 : 0;
     c->nOutputFormatMask = ok ? (1 << cudaVideoSurfaceFormat_NV12) : 0;
@@ -146,11 +146,13 @@ CUresult cuvidCreateVideoParser(CUvideoparser* out, CUVIDPARSERPARAMS* params) {
     if (!out || !params || !params->pfnSequenceCallback || !params->pfnDecodePicture ||
         !params->pfnDisplayPicture)
         return CUDA_ERROR_INVALID_VALUE;
-    if (params->CodecType != cudaVideoCodec_H264) return CUDA_ERROR_NOT_SUPPORTED;
+    if (params->CodecType != cudaVideoCodec_H264 && params->CodecType != cudaVideoCodec_HEVC)
+        return CUDA_ERROR_NOT_SUPPORTED;
     if (params->ulMaxNumDecodeSurfaces == 0) return CUDA_ERROR_INVALID_VALUE;
     auto* p = new Parser();
     p->params = *params;
-    const AVCodec* codec = avcodec_find_decoder(AV_CODEC_ID_H264);
+    const AVCodec* codec = avcodec_find_decoder(
+        params->CodecType == cudaVideoCodec_H264 ? AV_CODEC_ID_H264 : AV_CODEC_ID_HEVC);
     p->av = avcodec_alloc_context3(codec);
     p->av->thread_count = 1;
     if (avcodec_open2(p->av, codec, nullptr) < 0) {
@@ -213,7 +215,8 @@ CUresult cuvidCreateDecoder(CUvideodecoder* out, CUVIDDECODECREATEINFO* ci) {
     CHECK_FAIL("cuvidCreateDecoder");
     if (!out || !ci) return CUDA_ERROR_INVALID_VALUE;
     if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
-    if (ci->CodecType != cudaVideoCodec_H264 || ci->ChromaFormat != cudaVideoChromaFormat_420 ||
+    if ((ci->CodecType != cudaVideoCodec_H264 && ci->CodecType != cudaVideoCodec_HEVC) ||
+        ci->ChromaFormat != cudaVideoChromaFormat_420 ||
         ci->OutputFormat != cudaVideoSurfaceFormat_NV12 || ci->bitDepthMinus8 != 0)
         return CUDA_ERROR_NOT_SUPPORTED;
     if (ci->ulWidth == 0 || ci->ulHeight == 0 || ci->ulWidth > MAX_SIZE ||

@@ -1,10 +1,10 @@
 //! Decoding on the GPU with NVDEC: packets go to the NVDEC parser, decoded pictures come out
 //! as device frames (see `frame.rs`) that stay mapped until the source stage releases them,
-//! so the scaler reads them in place. H.264 in Annex B (MPEG-TS segments, as go-livepeer
-//! sends them); anything else stays on the CPU decoder.
+//! so the scaler reads them in place. H.264 and HEVC in Annex B (MPEG-TS segments, as
+//! go-livepeer sends them) where the GPU decodes them; anything else stays on the CPU decoder.
 
 use super::frame::{release, wrap_mapped};
-use super::nvdec::{self, sys, Parser};
+use super::nvdec::{sys, Parser};
 use crate::error::{Error, Result};
 use crate::media::demux::Segment;
 use crate::pipeline::stage::VideoDecoder;
@@ -19,18 +19,21 @@ fn err(e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The NVDEC codec for a stream, if this path takes it: H.264 whose parameter sets travel in
-/// band (Annex B; an `avcC` record in extradata means length-prefixed packets).
+/// The NVDEC codec for a stream, if this path takes it: H.264 or HEVC whose parameter sets
+/// travel in band (Annex B; an `avcC`/`hvcC` record in extradata, which starts with 1, means
+/// length-prefixed packets).
 pub fn codec_for(seg: &Segment) -> Option<sys::cudaVideoCodec> {
-    if seg.codec != ff::codec::Id::H264 {
-        return None;
-    }
+    let codec = match seg.codec {
+        ff::codec::Id::H264 => sys::cudaVideoCodec_H264,
+        ff::codec::Id::HEVC => sys::cudaVideoCodec_HEVC,
+        _ => return None,
+    };
     // SAFETY: the parameters object is valid; extradata is null or `extradata_size` bytes.
-    let avcc = unsafe {
+    let record = unsafe {
         let p = &*seg.video_params.as_ptr();
         !p.extradata.is_null() && p.extradata_size > 0 && *p.extradata == 1
     };
-    (!avcc).then_some(sys::cudaVideoCodec_H264)
+    (!record).then_some(codec)
 }
 
 pub struct NvdecDecoder {
@@ -43,7 +46,7 @@ impl NvdecDecoder {
     pub fn open(seg: &Segment, ordinal: usize) -> Result<Self> {
         let codec = codec_for(seg).ok_or_else(|| {
             err(format!(
-                "{}: only H.264 in Annex B is decoded on the GPU",
+                "{}: only H.264 and HEVC in Annex B are decoded on the GPU",
                 seg.path.display()
             ))
         })?;
@@ -101,9 +104,4 @@ impl VideoDecoder for NvdecDecoder {
     fn name(&self) -> &'static str {
         "nvdec"
     }
-}
-
-/// Whether NVDEC decodes 8-bit 4:2:0 H.264 on the current device (context must be current).
-pub fn h264_supported() -> bool {
-    nvdec::safe::caps(sys::cudaVideoCodec_H264).is_ok_and(|c| c.supported)
 }

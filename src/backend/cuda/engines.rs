@@ -13,6 +13,14 @@ use std::sync::{Mutex, OnceLock};
 /// below this", as on datacenter and professional cards.
 pub const NVENC_PROBE_SESSIONS: u32 = 32;
 
+/// The NVDEC codecs probed, by name.
+const DECODE_CODECS: &[(dsys::cudaVideoCodec, &str)] = &[
+    (dsys::cudaVideoCodec_H264, "h264"),
+    (dsys::cudaVideoCodec_HEVC, "hevc"),
+    (dsys::cudaVideoCodec_VP9, "vp9"),
+    (dsys::cudaVideoCodec_AV1, "av1"),
+];
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DecodeCodec {
     pub codec: &'static str,
@@ -38,6 +46,15 @@ pub struct Engines {
 impl Engines {
     pub fn nvdec_h264(&self) -> bool {
         self.nvdec.iter().any(|c| c.codec == "h264")
+    }
+
+    /// Whether NVDEC decodes `codec` (8-bit 4:2:0).
+    pub fn decodes(&self, codec: dsys::cudaVideoCodec) -> bool {
+        let name = DECODE_CODECS
+            .iter()
+            .find(|(c, _)| *c == codec)
+            .map(|(_, n)| *n);
+        self.nvdec.iter().any(|c| Some(c.codec) == name)
     }
 
     pub fn nvenc_h264(&self) -> bool {
@@ -75,12 +92,7 @@ fn probe(ordinal: usize) -> Engines {
         e.nvenc_reason = Some(err.to_string());
         return e;
     }
-    for (codec, name) in [
-        (dsys::cudaVideoCodec_H264, "h264"),
-        (dsys::cudaVideoCodec_HEVC, "hevc"),
-        (dsys::cudaVideoCodec_VP9, "vp9"),
-        (dsys::cudaVideoCodec_AV1, "av1"),
-    ] {
+    for &(codec, name) in DECODE_CODECS {
         match nvdec::safe::caps(codec) {
             Ok(c) if c.supported => e.nvdec.push(DecodeCodec {
                 codec: name,
