@@ -287,3 +287,48 @@ fn the_simulated_nvenc_rejects_wrong_struct_versions() {
         assert_eq!(open(&mut p, &mut enc), sys::NV_ENC_ERR_INVALID_DEVICE);
     }
 }
+
+#[test]
+fn a_device_error_in_one_session_leaves_the_others_serving() {
+    let dir = scratch("engines_others");
+    small_clip(&dir.join("src"), 3, 1);
+    let report = dir.join("r.json");
+    // Two sessions of one rendition each, three segments each: 6 × (30 pictures + end of
+    // stream) NVENC calls; call 40 is in some session's second segment. The device is "lost"
+    // for that one call.
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
+        .args([
+            "bench",
+            "-q",
+            "--offline",
+            "--sessions",
+            "2",
+            "--stagger",
+            "0",
+        ])
+        .args(["--device", "cuda:0", "--profiles", ONE, "--in"])
+        .arg(dir.join("src"))
+        .arg("--report")
+        .arg(&report)
+        .envs(GPU)
+        .env("GPUWORKER_SIM_FAIL", "nvEncEncodePicture:40:5")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_released(&err);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let per = v["trials"][0]["per_segment"].as_array().unwrap();
+    assert_eq!(per.len(), 6, "{v}");
+    let failed: Vec<_> = per.iter().filter(|r| r["status"] != "ok").collect();
+    assert_eq!(failed.len(), 1, "{v}");
+    assert_eq!(failed[0]["status"], "error");
+    assert!(failed[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("device does not exist"));
+    // Every other segment of both sessions went through the GPU.
+    assert!(per
+        .iter()
+        .filter(|r| r["status"] == "ok")
+        .all(|r| r["decoder"] == "nvdec" && r["encoder"] == "nvenc"));
+}

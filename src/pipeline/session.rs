@@ -45,7 +45,8 @@ pub struct SessionConfig {
     pub kernels: crate::backend::cpu::scale::Kernels,
     /// Scale on this CUDA device instead of with `kernels` (set by the worker's placement).
     pub cuda_device: Option<usize>,
-    /// On `cuda_device`: decode with NVDEC where the stream allows (H.264 in Annex B).
+    /// On `cuda_device`: decode with NVDEC where the GPU takes the stream (H.264 or HEVC in
+    /// Annex B, 8-bit 4:2:0).
     pub nvdec: bool,
     /// On `cuda_device`: encode with NVENC (frames stay in device memory end to end).
     pub nvenc: bool,

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "../../kernels/twin/shim.h"
+#include "sim_common.h"
 #include "../../kernels/scale_nv12.cu"
 
 typedef int CUresult;
@@ -60,24 +61,8 @@ struct Report {
             fprintf(stderr, "gpuworker-sim libcuda: live allocations=%zu\n", allocations.size());
     }
 } report;
-std::map<std::string, int> calls;
 int module_token = 0;
 int function_token = 0;
-
-// Returns the injected error for this call of `name`, or 0.
-CUresult injected(const char* name) {
-    int n = ++calls[name];
-    const char* spec = getenv("GPUWORKER_SIM_FAIL");
-    if (!spec) return 0;
-    char fname[128];
-    int nth = 0, code = 0;
-    if (sscanf(spec, "%127[^:]:%d:%d", fname, &nth, &code) == 3 && strcmp(fname, name) == 0 &&
-        nth == n) {
-        fprintf(stderr, "sim libcuda: injecting error %d into call %d of %s\n", code, n, name);
-        return code;
-    }
-    return 0;
-}
 
 // Whether [p, p + len) lies inside one allocation.
 bool device_range(CUdeviceptr p, size_t len) {
@@ -89,7 +74,7 @@ bool device_range(CUdeviceptr p, size_t len) {
 
 #define CHECK_FAIL(name)                   \
     do {                                   \
-        CUresult e_ = injected(name);      \
+        CUresult e_ = sim::injected("libcuda", name); \
         if (e_) return e_;                 \
     } while (0)
 #define NEED_CONTEXT()                                          \

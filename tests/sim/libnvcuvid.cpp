@@ -73,6 +73,11 @@ struct Report {
         if (e_) return (CUresult)e_;                           \
     } while (0)
 
+bool known(Decoder* d) {
+    std::lock_guard<std::mutex> g(mu);
+    return decoders.count(d) != 0;
+}
+
 bool have_context() {
     CUcontext c = nullptr;
     return cuCtxGetCurrent(&c) == CUDA_SUCCESS && c != nullptr;
@@ -273,10 +278,7 @@ CUresult cuvidDestroyDecoder(CUvideodecoder handle) {
 CUresult cuvidDecodePicture(CUvideodecoder handle, CUVIDPICPARAMS* pic) {
     CHECK_FAIL("cuvidDecodePicture");
     auto* d = (Decoder*)handle;
-    {
-        std::lock_guard<std::mutex> g(mu);
-        if (!decoders.count(d)) return CUDA_ERROR_INVALID_HANDLE;
-    }
+    if (!known(d)) return CUDA_ERROR_INVALID_HANDLE;
     if (!pic || !pending || pic->CurrPicIdx < 0 ||
         pic->CurrPicIdx >= (int)d->info.ulNumDecodeSurfaces)
         return CUDA_ERROR_INVALID_VALUE;
@@ -302,10 +304,7 @@ CUresult cuvidMapVideoFrame64(CUvideodecoder handle, int idx, unsigned long long
                               unsigned int* pitch, CUVIDPROCPARAMS* vpp) {
     CHECK_FAIL("cuvidMapVideoFrame64");
     auto* d = (Decoder*)handle;
-    {
-        std::lock_guard<std::mutex> g(mu);
-        if (!decoders.count(d)) return CUDA_ERROR_INVALID_HANDLE;
-    }
+    if (!known(d)) return CUDA_ERROR_INVALID_HANDLE;
     if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
     if (!ptr || !pitch || !vpp || idx < 0 || idx >= (int)d->info.ulNumDecodeSurfaces ||
         !d->decoded[idx])
@@ -328,10 +327,7 @@ CUresult cuvidMapVideoFrame64(CUvideodecoder handle, int idx, unsigned long long
 CUresult cuvidUnmapVideoFrame64(CUvideodecoder handle, unsigned long long ptr) {
     CHECK_FAIL("cuvidUnmapVideoFrame64");
     auto* d = (Decoder*)handle;
-    {
-        std::lock_guard<std::mutex> g(mu);
-        if (!decoders.count(d)) return CUDA_ERROR_INVALID_HANDLE;
-    }
+    if (!known(d)) return CUDA_ERROR_INVALID_HANDLE;
     if (!d->mapped.erase(ptr)) return CUDA_ERROR_INVALID_VALUE;
     return CUDA_SUCCESS;
 }

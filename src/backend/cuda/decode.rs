@@ -37,9 +37,10 @@ pub fn codec_for(seg: &Segment) -> Option<sys::cudaVideoCodec> {
 }
 
 pub struct NvdecDecoder {
-    ctx: Arc<CudaContext>,
-    codec: sys::cudaVideoCodec,
+    // Field order matters: the parser (and its decoder) go before the context.
     parser: Parser,
+    codec: sys::cudaVideoCodec,
+    ctx: Arc<CudaContext>,
 }
 
 impl NvdecDecoder {
@@ -54,12 +55,19 @@ impl NvdecDecoder {
             .map_err(|e| err(format!("cannot open device {ordinal}: {e}")))?;
         ctx.bind_to_thread().map_err(err)?;
         let parser = Parser::new(codec, None).map_err(err)?;
-        Ok(NvdecDecoder { ctx, codec, parser })
+        Ok(NvdecDecoder { parser, codec, ctx })
     }
 
     fn parse(&mut self, data: &[u8], pts: i64, end: bool) -> Result<()> {
         self.ctx.bind_to_thread().map_err(err)?;
         self.parser.parse(data, pts, end).map_err(err)
+    }
+}
+
+impl Drop for NvdecDecoder {
+    fn drop(&mut self) {
+        // The parser and decoder are destroyed (next, with the fields) in their context.
+        let _ = self.ctx.bind_to_thread();
     }
 }
 
@@ -77,13 +85,13 @@ impl VideoDecoder for NvdecDecoder {
 
     fn receive_frame(&mut self, frame: &mut ff::frame::Video) -> Result<bool> {
         // The previous picture is no longer needed: unmap it before mapping the next.
+        self.ctx.bind_to_thread().map_err(err)?;
         release(frame);
         let Some(d) = self.parser.next_display() else {
             return Ok(false);
         };
-        self.ctx.bind_to_thread().map_err(err)?;
         let mapped = self.parser.map(d).map_err(err)?;
-        wrap_mapped(frame, mapped, d.timestamp);
+        wrap_mapped(frame, &self.ctx, mapped, d.timestamp);
         Ok(true)
     }
 

@@ -111,6 +111,13 @@ fn stream_params(s: &EncoderSettings, extradata: &[u8]) -> ff::codec::Context {
     c
 }
 
+impl Drop for NvencEncoder {
+    fn drop(&mut self) {
+        // The session is destroyed (next, with the fields) with its context current.
+        let _ = self.ctx.bind_to_thread();
+    }
+}
+
 impl VideoEncoder for NvencEncoder {
     fn send_frame(&mut self, frame: &mut ff::frame::Video, pts: i64, idr: bool) -> Result<()> {
         let p = device_planes(frame).ok_or_else(|| err("NVENC takes device frames only"))?;

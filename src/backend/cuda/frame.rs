@@ -5,7 +5,7 @@
 //! The queues, pools and timing code handle them exactly like host frames.
 
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use ffmpeg_next as ff;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -88,8 +88,26 @@ pub fn alloc_nv12(stream: &Arc<CudaStream>, w: u32, h: u32) -> Result<ff::frame:
     Ok(f)
 }
 
+/// An NVDEC mapping released with its CUDA context current, whichever thread drops it.
+struct MappedOwner {
+    ctx: Arc<CudaContext>,
+    mapped: Option<super::nvdec::Mapped>,
+}
+
+impl Drop for MappedOwner {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        self.mapped = None;
+    }
+}
+
 /// Turns `f` into a view of an NVDEC picture; the mapping is released with the frame.
-pub fn wrap_mapped(f: &mut ff::frame::Video, m: super::nvdec::Mapped, pts: i64) {
+pub fn wrap_mapped(
+    f: &mut ff::frame::Video,
+    ctx: &Arc<CudaContext>,
+    m: super::nvdec::Mapped,
+    pts: i64,
+) {
     let (w, h) = m.size();
     let planes = DevicePlanes {
         y: m.ptr,
@@ -97,7 +115,11 @@ pub fn wrap_mapped(f: &mut ff::frame::Video, m: super::nvdec::Mapped, pts: i64) 
         uv: m.ptr + m.pitch as u64 * h as u64,
         pitch_uv: m.pitch as usize,
     };
-    wrap(f, w, h, planes, Box::new(m));
+    let owner = MappedOwner {
+        ctx: ctx.clone(),
+        mapped: Some(m),
+    };
+    wrap(f, w, h, planes, Box::new(owner));
     f.set_pts(Some(pts));
 }
 
