@@ -50,6 +50,13 @@ pub struct Args {
     /// the GPU has them and its NVENC session limit allows; otherwise on the CPU.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// With --device cuda: decode on the CPU even where NVDEC could.
+    #[arg(long)]
+    pub no_nvdec: bool,
+    /// With --device cuda: encode on the CPU (libx264) even where NVENC could (the path of
+    /// GPUs without NVENC, for comparison).
+    #[arg(long)]
+    pub no_nvenc: bool,
     /// Search for the most concurrent live sessions that stay real-time.
     #[arg(long)]
     pub find_max: bool,
@@ -147,6 +154,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut session = SessionConfig::new(profiles.clone());
     session.preset = args.x264_preset.clone();
     session.kernels = Kernels::detect();
+    session.nvdec = !args.no_nvdec;
+    session.nvenc = !args.no_nvenc;
     let cfg = BenchConfig {
         inputs,
         session,

@@ -69,11 +69,10 @@ struct Jobs(Vec<ScalePlaneJob>);
 // SAFETY: the raw pointers inside are device addresses used only as kernel arguments.
 unsafe impl Send for Jobs {}
 
-fn bytes_of<T: Copy>(v: &[T]) -> Vec<u8> {
+fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
     // SAFETY: `T` is a plain integer or #[repr(C)] struct of integers and pointers (no
     // padding is read as anything but bytes); the byte view covers exactly `v`.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-        .to_vec()
 }
 
 impl CudaScaler {
@@ -121,28 +120,36 @@ impl CudaScaler {
         for o in &plan.outputs {
             let (dw, dh) = (o.luma_h.dst_len, o.luma_v.dst_len);
             let (dcw, dch) = chroma_size(dw, dh);
-            let out = Out {
-                y: alloc(dw * dh)?,
-                uv: alloc(2 * dcw * dch)?,
-                pitch_y: dw,
-                pitch_uv: 2 * dcw,
-                host_y: vec![0; dw * dh],
-                host_uv: vec![0; 2 * dcw * dch],
+            // Device output writes into each frame's own buffers (the job table is pointed at
+            // them per frame); host output goes through these, then downloads.
+            let out = if device_output {
+                None
+            } else {
+                Some(Out {
+                    y: alloc(dw * dh)?,
+                    uv: alloc(2 * dcw * dch)?,
+                    pitch_y: dw,
+                    pitch_uv: 2 * dcw,
+                    host_y: vec![0; dw * dh],
+                    host_uv: vec![0; 2 * dcw * dch],
+                })
             };
+            let (y, uv) = out.as_ref().map_or((0, 0), |o| {
+                (o.y.device_ptr(&stream).0, o.uv.device_ptr(&stream).0)
+            });
             for (hb, vb, dst, pitch, channels) in [
-                (&o.luma_h, &o.luma_v, &out.y, out.pitch_y, 1),
-                (&o.chroma_h, &o.chroma_v, &out.uv, out.pitch_uv, 2),
+                (&o.luma_h, &o.luma_v, y, dw, 1),
+                (&o.chroma_h, &o.chroma_v, uv, 2 * dcw, 2),
             ] {
                 let mut ptr = |t: CudaSlice<u8>| {
                     let (p, _) = t.device_ptr(&stream);
                     tables.push(t);
                     p
                 };
-                let hcoef = ptr(upload(&stream, &bytes_of(&hb.coef))?);
-                let hstart = ptr(upload(&stream, &bytes_of(&hb.start))?);
-                let vcoef = ptr(upload(&stream, &bytes_of(&vb.coef))?);
-                let vstart = ptr(upload(&stream, &bytes_of(&vb.start))?);
-                let (dst, _) = dst.device_ptr(&stream);
+                let hcoef = ptr(upload(&stream, bytes_of(&hb.coef))?);
+                let hstart = ptr(upload(&stream, bytes_of(&hb.start))?);
+                let vcoef = ptr(upload(&stream, bytes_of(&vb.coef))?);
+                let vstart = ptr(upload(&stream, bytes_of(&vb.start))?);
                 let tables = [hcoef, hstart, vcoef, vstart];
                 jobs.push(ScalePlaneJob::new(
                     hb,
@@ -153,10 +160,10 @@ impl CudaScaler {
                     channels,
                 ));
             }
-            outs.push(out);
+            outs.extend(out);
         }
         let host_jobs = Jobs(jobs);
-        let jobs = upload(&stream, &bytes_of(&host_jobs.0))?;
+        let jobs = upload(&stream, bytes_of(&host_jobs.0))?;
         Ok(CudaScaler {
             host_jobs,
             device_output,
@@ -255,9 +262,8 @@ impl CudaScaler {
             pair[1].dst = p.uv as *mut u8;
             pair[1].dst_pitch = p.pitch_uv as i32;
         }
-        let bytes = bytes_of(&self.host_jobs.0);
         self.stream
-            .memcpy_htod(&bytes, &mut self.jobs)
+            .memcpy_htod(bytes_of(&self.host_jobs.0), &mut self.jobs)
             .map_err(|e| cuda_err("upload", e))
     }
 
