@@ -79,6 +79,7 @@ fn main() {
     std::fs::write(out.join("kernels_embedded.rs"), embedded).expect("write kernels_embedded.rs");
 
     build_simulated_driver(&out);
+    build_protocol();
 
     cc::Build::new()
         .cpp(true)
@@ -139,6 +140,19 @@ fn build_simulated_driver(out: &Path) {
         );
     }
     println!("cargo:rustc-env=GPUWORKER_SIM_DIR={}", dir.display());
+}
+
+/// The go-livepeer protocol subset (proto/lp_rpc.proto) as prost messages and a tonic client
+/// and server, compiled with protox (no protoc needed).
+fn build_protocol() {
+    println!("cargo:rerun-if-changed=proto");
+    let fds =
+        protox::compile(["proto/lp_rpc.proto"], ["proto"]).expect("compile proto/lp_rpc.proto");
+    tonic_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+        .expect("generate the protocol code");
 }
 
 /// libnvrtc: GPUWORKER_NVRTC_LIB, else the PyPI wheel in the project's .venv.

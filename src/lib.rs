@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bench;
 pub mod error;
 pub mod media;
+pub mod net;
 pub mod pipeline;
 pub mod profile;
 pub mod scale;

@@ -81,4 +81,19 @@ impl Worker {
     pub fn admission(&self) -> &Admission {
         &self.admission
     }
+
+    /// What `/metrics` shows: sessions, capacity and sessions per device.
+    pub fn snapshot(&self) -> crate::net::metrics::Snapshot {
+        crate::net::metrics::Snapshot {
+            sessions: self.admission.active(),
+            capacity: self.admission.capacity(),
+            devices: self.placement.as_ref().map_or_else(Vec::new, |p| {
+                p.devices()
+                    .iter()
+                    .zip(p.load())
+                    .map(|(d, n)| (format!("cuda:{d}"), n))
+                    .collect()
+            }),
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Subcommands and their arguments.
 
 mod bench;
+mod network;
 mod probe;
 mod tools;
 mod transcode;
@@ -68,6 +69,13 @@ pub enum Command {
         #[arg(long, default_value = gpuworker::backend::cpu::encode::DEFAULT_PRESET)]
         x264_preset: String,
     },
+    /// Join a go-livepeer orchestrator as a remote transcoder (like `livepeer -transcoder`).
+    Transcoder(network::TranscoderArgs),
+    /// Serve the HTTP API: POST /transcode, GET /healthz, GET /metrics.
+    Serve(network::ServeArgs),
+    /// Run go-livepeer's orchestrator side for trying a transcoder: plays segments to the
+    /// transcoders that register and checks what comes back.
+    TestOrchestrator(network::OrchestratorArgs),
     /// PSNR of a rendition against its source scaled by the float64 reference resampler.
     Psnr {
         /// The source segment.
@@ -83,12 +91,27 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The log level unless GPUWORKER_LOG says otherwise: servers report what they do.
+    pub fn default_log(&self) -> &'static str {
+        match self {
+            Command::Transcoder(_) | Command::Serve(_) | Command::TestOrchestrator(_) => {
+                "warn,gpuworker=info"
+            }
+            _ => "warn",
+        }
+    }
+}
+
 /// Runs a subcommand; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Probe { json } => probe::run(json),
         Command::Transcode(args) => transcode::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Transcoder(args) => network::transcoder(args),
+        Command::Serve(args) => network::serve(args),
+        Command::TestOrchestrator(args) => network::test_orchestrator(args),
         Command::Testsrc {
             out,
             segments,

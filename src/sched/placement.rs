@@ -72,6 +72,11 @@ impl Placement {
         lock(&self.load).clone()
     }
 
+    /// The device ordinals, in placement order.
+    pub fn devices(&self) -> &[usize] {
+        &self.devices
+    }
+
     /// NVENC sessions in use per device.
     pub fn nvenc_load(&self) -> Vec<u32> {
         lock(&self.nvenc).clone()

@@ -1,0 +1,243 @@
+//! `gpuworker transcoder`, `gpuworker serve` and `gpuworker test-orchestrator`.
+
+use anyhow::{bail, Context};
+use gpuworker::net::{serve, sessions::SessionTable, test_orchestrator, tls::Trust, transcoder};
+use gpuworker::pipeline::SessionConfig;
+use gpuworker::worker::{Worker, WorkerConfig};
+use gpuworker::{bench::input, profile};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// GPU and CPU options shared by the network front ends.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// NVIDIA GPUs to use: `0,1` or `all` (default: CPU only). Sessions are placed on the
+    /// least-loaded GPU; each uses NVDEC and NVENC where the GPU has them.
+    #[arg(long)]
+    pub nvidia: Option<String>,
+    /// Stage pool threads; 0 = one per core.
+    #[arg(long, short, default_value_t = 0)]
+    pub jobs: usize,
+    /// x264 preset for renditions encoded on the CPU.
+    #[arg(long, default_value = gpuworker::backend::cpu::encode::DEFAULT_PRESET)]
+    pub x264_preset: String,
+    /// Directory for segments and renditions in flight (removed as each one is answered).
+    #[arg(long, default_value = "/tmp/gpuworker-work")]
+    pub work_dir: PathBuf,
+}
+
+impl WorkerArgs {
+    fn worker(&self, capacity: usize) -> anyhow::Result<Arc<Worker>> {
+        let devices = match &self.nvidia {
+            None => Vec::new(),
+            Some(spec) => {
+                let info = gpuworker::backend::cuda::probe();
+                if let Some(reason) = &info.reason {
+                    bail!("--nvidia {spec}: {reason}");
+                }
+                gpuworker::sched::placement::parse_devices(spec, info.devices.len())
+                    .map_err(|e| anyhow::anyhow!("--nvidia {spec}: {e}"))?
+            }
+        };
+        Ok(Arc::new(Worker::new(WorkerConfig {
+            threads: self.jobs,
+            capacity,
+            devices,
+        })))
+    }
+
+    fn session(&self) -> SessionConfig {
+        let mut s = SessionConfig::new(Vec::new());
+        s.preset = self.x264_preset.clone();
+        s
+    }
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example (with the test orchestrator of `gpuworker test-orchestrator`):\n  \
+    gpuworker transcoder --orch-addr 127.0.0.1:8935 --orch-secret secret.txt --max-sessions 4\n\n\
+    Stops on SIGTERM or Ctrl-C after finishing the segments in flight. Logs: GPUWORKER_LOG=debug."
+)]
+pub struct TranscoderArgs {
+    /// Orchestrator address, HOST[:PORT] (default port 8935; only the first of a comma list).
+    #[arg(long)]
+    pub orch_addr: String,
+    /// The orchestrator's transcoder secret, or a file that holds it.
+    #[arg(long)]
+    pub orch_secret: String,
+    /// Concurrent streams to accept (announced to the orchestrator as capacity).
+    #[arg(long, default_value_t = 10)]
+    pub max_sessions: usize,
+    /// Accept only the orchestrator certificate in this PEM file (default: any certificate,
+    /// as go-livepeer does).
+    #[arg(long)]
+    pub orch_cert: Option<String>,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  gpuworker serve --listen 127.0.0.1:8080 &\n  \
+    curl -s --data-binary @seg0.ts -H 'Profiles: P360p30fps16x9,P240p30fps16x9' \
+    http://127.0.0.1:8080/transcode -o out.multipart\n  curl -s http://127.0.0.1:8080/metrics"
+)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` (a string, or a file that holds it).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Sessions admitted at once; beyond them requests get 503.
+    #[arg(long, default_value_t = 16)]
+    pub max_sessions: usize,
+    /// Sessions one client address may hold at once (429 beyond).
+    #[arg(long, default_value_t = 4)]
+    pub per_client_sessions: usize,
+    /// Largest segment accepted, in MB (413 beyond).
+    #[arg(long, default_value_t = 300)]
+    pub max_body_mb: usize,
+    /// Profiles for requests that name none (JSON, preset names or `bench`).
+    #[arg(long, default_value = "P360p30fps16x9,P240p30fps16x9")]
+    pub profiles: String,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  gpuworker testsrc --out clip --segments 4\n  \
+    gpuworker test-orchestrator --listen 127.0.0.1:8935 --secret s3cret --in clip --streams 2 &\n  \
+    gpuworker transcoder --orch-addr 127.0.0.1:8935 --orch-secret s3cret --max-sessions 2\n\n\
+    Prints one JSON line per segment (status, renditions, pixels) and exits 0 when every \
+    segment came back transcoded, 1 otherwise."
+)]
+pub struct OrchestratorArgs {
+    #[arg(long, default_value = "127.0.0.1:8935")]
+    pub listen: SocketAddr,
+    /// The secret transcoders must present.
+    #[arg(long)]
+    pub secret: String,
+    /// Segments to play: an m3u8 playlist, a directory of .ts files or one file.
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Concurrent streams (each plays every segment).
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Ladder sent with each segment (JSON, preset names or `bench`).
+    #[arg(long, default_value = "P360p30fps16x9,P240p30fps16x9")]
+    pub profiles: String,
+    /// Write received renditions under this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the orchestrator's certificate (PEM) here, for `transcoder --orch-cert`.
+    #[arg(long)]
+    pub cert_out: Option<PathBuf>,
+    /// Serve this segment number only after 10 s (to try the transcoder's download timeout).
+    #[arg(long)]
+    pub stall_seq: Option<i64>,
+    /// Keep serving after the streams are played.
+    #[arg(long)]
+    pub linger: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+pub fn transcoder(args: TranscoderArgs) -> anyhow::Result<i32> {
+    if args.max_sessions == 0 {
+        bail!("--max-sessions must be at least 1");
+    }
+    let trust = match &args.orch_cert {
+        Some(path) => Trust::pin_file(path)?,
+        None => Trust::Any,
+    };
+    let worker = args.worker.worker(args.max_sessions)?;
+    let cfg = transcoder::TranscoderConfig {
+        orch_addr: transcoder::orchestrator_address(&args.orch_addr),
+        secret: transcoder::read_secret(&args.orch_secret),
+        max_sessions: args.max_sessions,
+        trust,
+        work_dir: args.worker.work_dir.clone(),
+        session: args.worker.session(),
+    };
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = tx.send(true);
+        });
+        transcoder::run(cfg, worker, rx).await
+    });
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let profiles = profile::parse_spec(&args.profiles).context("--profiles")?;
+    let worker = args.worker.worker(args.max_sessions)?;
+    let cfg = serve::ServeConfig {
+        listen: args.listen,
+        token: args.token.as_deref().map(transcoder::read_secret),
+        max_body: args.max_body_mb.saturating_mul(1_000_000),
+        per_client_sessions: args.per_client_sessions.max(1),
+        default_profiles: profiles,
+        work_dir: args.worker.work_dir.clone(),
+    };
+    let sessions = SessionTable::new(worker, args.worker.session());
+    runtime()?.block_on(serve::run(cfg, sessions, stop_signal()))?;
+    Ok(0)
+}
+
+pub fn test_orchestrator(args: OrchestratorArgs) -> anyhow::Result<i32> {
+    let profiles = profile::parse_spec(&args.profiles).context("--profiles")?;
+    let segments: Vec<(PathBuf, f64)> = input::load(&args.input)?
+        .into_iter()
+        .map(|s| (s.path, s.duration))
+        .collect();
+    if segments.is_empty() {
+        bail!("{}: no segments", args.input.display());
+    }
+    let cfg = test_orchestrator::OrchestratorConfig {
+        listen: args.listen,
+        secret: transcoder::read_secret(&args.secret),
+        streams: args.streams.max(1),
+        segments,
+        profiles,
+        out: args.out,
+        cert_out: args.cert_out,
+        stall_seq: args.stall_seq,
+        linger: args.linger,
+    };
+    let outcomes = runtime()?.block_on(test_orchestrator::run(cfg))?;
+    let ok = outcomes.iter().filter(|o| o.status == "ok").count();
+    eprintln!(
+        "test-orchestrator: {} segments, {ok} transcoded, {} failed",
+        outcomes.len(),
+        outcomes.len() - ok
+    );
+    Ok(if ok == outcomes.len() { 0 } else { 1 })
+}

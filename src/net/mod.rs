@@ -1,0 +1,16 @@
+//! Network front ends: the go-livepeer remote transcoder (`transcoder`), the HTTP API (`serve`)
+//! and a test orchestrator that speaks go-livepeer's side of the protocol (`test_orchestrator`),
+//! plus what they share: the protocol messages (`proto`), capabilities, profiles from the
+//! wire, segment download, result bodies, TLS and metrics.
+
+pub mod capabilities;
+pub mod download;
+pub mod metrics;
+pub mod profiles;
+pub mod proto;
+pub mod results;
+pub mod serve;
+pub mod sessions;
+pub mod test_orchestrator;
+pub mod tls;
+pub mod transcoder;
