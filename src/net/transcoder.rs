@@ -267,6 +267,11 @@ async fn handle(ctx: Arc<Ctx>, notify: NotifySegment) {
         return;
     }
     let task = notify.task_id;
+    tracing::info!(
+        "task {task} (session {sid}, seq {}): received {}",
+        seg.seq,
+        notify.url
+    );
     ctx.metrics.begin();
     let started = Instant::now();
     let result = transcode(&ctx, &notify, &sid).await;
@@ -333,10 +338,12 @@ async fn transcode(ctx: &Arc<Ctx>, notify: &NotifySegment, sid: &str) -> Outcome
         .streams
         .get(&key, &profiles, seg.force_session_reinit)
         .map_err(|e| (error_kind(&e), e.to_string()))?;
+    // Errors name the segment by its URL, not by our temporary file.
+    let local = input.display().to_string();
     let report = stream
         .transcode(input, outputs)
         .await
-        .map_err(|e| (error_kind(&e), e.to_string()))?;
+        .map_err(|e| (error_kind(&e), e.to_string().replace(&local, &notify.url)))?;
     if sid.is_empty() {
         ctx.streams.remove(&key);
     }

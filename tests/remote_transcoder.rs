@@ -1,0 +1,371 @@
+//! `gpuworker transcoder` against `gpuworker test-orchestrator` (go-livepeer's orchestrator
+//! side: gRPC and HTTPS on one port, self-signed certificate), both real processes on
+//! loopback: concurrent streams with outputs checked by ffprobe and pixel counts, a corrupt
+//! segment, a stalled download, a wrong secret, an orchestrator restart mid-stream, a pinned
+//! certificate and a graceful stop.
+
+mod common;
+
+use common::{frame_types, probe_video, scratch, small_clip, SMALL_LADDER};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gpuworker");
+
+/// A running gpuworker process whose stdout and stderr lines are collected.
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            l.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gpuworker starts");
+        let out = collect(child.stdout.take().unwrap());
+        let err = collect(child.stderr.take().unwrap());
+        Proc { child, out, err }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().join("\n")
+    }
+
+    fn stdout_lines(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for stderr, at most `secs`.
+    fn wait_stderr(&self, secs: u64, pred: impl Fn(&str) -> bool) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if pred(&self.stderr()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The exit code, waiting at most `secs` (then killed: None).
+    fn wait(&mut self, secs: u64) -> Option<i32> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers finish
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn orchestrator(port: u16, input: &Path, out: &Path, extra: &[&str]) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "test-orchestrator",
+        "--listen",
+        &listen,
+        "--secret",
+        "s3cret",
+        "--profiles",
+        SMALL_LADDER,
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
+fn transcoder(port: u16, work: &Path, extra: &[&str]) -> Proc {
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "transcoder",
+        "--orch-addr",
+        &addr,
+        "--orch-secret",
+        "s3cret",
+        "--max-sessions",
+        "4",
+        "--work-dir",
+        work.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args)
+}
+
+/// The orchestrator's JSON lines.
+fn outcomes(p: &Proc) -> Vec<serde_json::Value> {
+    p.stdout_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// An m3u8 playlist over `segs` (1 s each), so that a corrupt file still gets played.
+fn playlist(dir: &Path, segs: &[PathBuf]) -> PathBuf {
+    let mut m = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:1\n");
+    for s in segs {
+        m += &format!(
+            "#EXTINF:1.0,\n{}\n",
+            s.file_name().unwrap().to_str().unwrap()
+        );
+    }
+    let p = dir.join("list.m3u8");
+    std::fs::write(&p, m).unwrap();
+    p
+}
+
+#[test]
+fn concurrent_streams_come_back_with_exact_pixel_counts() {
+    let dir = scratch("net_streams");
+    small_clip(&dir.join("src"), 3, 1);
+    let port = free_port();
+    let mut orch = orchestrator(
+        port,
+        &dir.join("src"),
+        &dir.join("got"),
+        &["--streams", "3"],
+    );
+    let mut t = transcoder(port, &dir.join("work"), &[]);
+    assert_eq!(orch.wait(90), Some(0), "{}\n{}", orch.stderr(), t.stderr());
+    let results = outcomes(&orch);
+    assert_eq!(results.len(), 9);
+    for r in &results {
+        assert_eq!(r["status"], "ok", "{r}");
+        let rend = r["renditions"].as_array().unwrap();
+        assert_eq!(rend.len(), 2);
+        assert_eq!(rend[0]["name"], "144p");
+        for x in rend {
+            // What a gateway's verifier does: decode and count.
+            let path = Path::new(x["path"].as_str().unwrap());
+            let frames = frame_types(path).len() as u64;
+            let w: u64 = probe_video(path, "stream", "width").parse().unwrap();
+            let h: u64 = probe_video(path, "stream", "height").parse().unwrap();
+            assert_eq!(x["pixels"].as_u64(), Some(frames * w * h), "{x}");
+            assert_eq!(frames, 30);
+        }
+    }
+    // Every session is torn down at its stream's end; SIGTERM then stops the transcoder.
+    assert!(
+        t.wait_stderr(10, |e| e.matches("torn down by the orchestrator").count()
+            == 3)
+    );
+    t.signal("-TERM");
+    assert_eq!(t.wait(20), Some(0), "{}", t.stderr());
+    assert!(
+        std::fs::read_dir(dir.join("work"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "work files left"
+    );
+}
+
+#[test]
+fn a_corrupt_segment_gets_an_error_result_and_the_stream_goes_on() {
+    let dir = scratch("net_corrupt");
+    let segs = small_clip(&dir.join("src"), 3, 1);
+    std::fs::write(&segs[1], b"\x47this is not a transport stream".repeat(100)).unwrap();
+    let list = playlist(&dir.join("src"), &segs);
+    let port = free_port();
+    let mut orch = orchestrator(port, &list, &dir.join("got"), &[]);
+    let t = transcoder(port, &dir.join("work"), &[]);
+    assert_eq!(orch.wait(60), Some(1), "{}", orch.stderr());
+    let r = outcomes(&orch);
+    let status: Vec<&str> = r.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(status, ["ok", "error", "ok"], "{r:?}\n{}", t.stderr());
+    let msg = r[1]["error"].as_str().unwrap();
+    assert!(
+        msg.contains("seg1") || msg.contains("segment") || msg.contains("input"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_stalled_download_times_out_with_an_error() {
+    let dir = scratch("net_stall");
+    small_clip(&dir.join("src"), 2, 1);
+    let port = free_port();
+    let mut orch = orchestrator(
+        port,
+        &dir.join("src"),
+        &dir.join("got"),
+        &["--stall-seq", "1"],
+    );
+    let t = transcoder(port, &dir.join("work"), &[]);
+    assert_eq!(orch.wait(60), Some(1), "{}", orch.stderr());
+    let r = outcomes(&orch);
+    assert_eq!(r[0]["status"], "ok");
+    assert_eq!(r[1]["status"], "error", "{r:?}\n{}", t.stderr());
+    assert!(
+        r[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 4s"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_wrong_secret_ends_the_transcoder_with_the_reason() {
+    let dir = scratch("net_secret");
+    small_clip(&dir.join("src"), 1, 1);
+    let port = free_port();
+    let orch = orchestrator(port, &dir.join("src"), &dir.join("got"), &[]);
+    assert!(orch.wait_stderr(10, |e| e.contains("listening")));
+    let addr = format!("127.0.0.1:{port}");
+    let mut t = Proc::start(&[
+        "transcoder",
+        "--orch-addr",
+        &addr,
+        "--orch-secret",
+        "wrong",
+        "--work-dir",
+        dir.join("work").to_str().unwrap(),
+    ]);
+    assert_eq!(t.wait(20), Some(1));
+    assert!(t.stderr().contains("invalid secret"), "{}", t.stderr());
+    // Zero capacity is refused before anything is sent.
+    let mut t = Proc::start(&[
+        "transcoder",
+        "--orch-addr",
+        &addr,
+        "--orch-secret",
+        "s3cret",
+        "--max-sessions",
+        "0",
+    ]);
+    assert_eq!(t.wait(20), Some(2));
+    assert!(t.stderr().contains("--max-sessions"), "{}", t.stderr());
+}
+
+#[test]
+fn the_transcoder_registers_again_after_an_orchestrator_restart() {
+    let dir = scratch("net_restart");
+    small_clip(&dir.join("src"), 3, 1);
+    let port = free_port();
+    let first = orchestrator(port, &dir.join("src"), &dir.join("got1"), &["--linger"]);
+    let mut t = transcoder(port, &dir.join("work"), &[]);
+    assert!(
+        first.wait_stderr(30, |_| !outcomes(&first).is_empty()),
+        "{}",
+        t.stderr()
+    );
+    drop(first); // killed mid-stream
+    let mut second = orchestrator(port, &dir.join("src"), &dir.join("got2"), &[]);
+    assert_eq!(
+        second.wait(90),
+        Some(0),
+        "{}\n{}",
+        second.stderr(),
+        t.stderr()
+    );
+    assert!(outcomes(&second).iter().all(|o| o["status"] == "ok"));
+    t.signal("-TERM");
+    t.wait(20);
+    let log = t.stderr();
+    assert!(
+        log.matches("registered with the orchestrator").count() >= 2,
+        "{log}"
+    );
+    // No segment vanished: every task received was answered or reported undeliverable.
+    for line in log.lines().filter(|l| l.contains("): received ")) {
+        let task = line
+            .split("task ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let done = log.lines().any(|l| {
+            l.contains(&format!("task {task} ")) && l.contains("renditions in")
+                || l.contains(&format!("task {task}: result not delivered"))
+                || l.contains(&format!("task {task} (")) && l.contains("WARN")
+        });
+        assert!(done, "task {task} has no outcome:\n{log}");
+    }
+}
+
+#[test]
+fn a_pinned_certificate_is_required_when_given() {
+    let dir = scratch("net_pin");
+    small_clip(&dir.join("src"), 1, 1);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = dir.join("orch.pem");
+    let port = free_port();
+    let mut orch = orchestrator(
+        port,
+        &dir.join("src"),
+        &dir.join("got"),
+        &["--cert-out", cert.to_str().unwrap()],
+    );
+    assert!(orch.wait_stderr(10, |e| e.contains("listening")));
+    // Another certificate: the transcoder refuses the connection and keeps trying.
+    let other = gpuworker::net::tls::self_signed("127.0.0.1").unwrap();
+    let wrong = dir.join("other.pem");
+    std::fs::write(&wrong, other.cert_pem).unwrap();
+    let bad = transcoder(
+        port,
+        &dir.join("work1"),
+        &["--orch-cert", wrong.to_str().unwrap()],
+    );
+    assert!(
+        bad.wait_stderr(10, |e| e.contains("not the pinned one")),
+        "{}",
+        bad.stderr()
+    );
+    assert!(!orch.stderr().contains("registered"));
+    drop(bad);
+    let _good = transcoder(
+        port,
+        &dir.join("work2"),
+        &["--orch-cert", cert.to_str().unwrap()],
+    );
+    assert_eq!(orch.wait(60), Some(0), "{}", orch.stderr());
+}
