@@ -142,17 +142,27 @@ fn build_simulated_driver(out: &Path) {
     println!("cargo:rustc-env=GPUWORKER_SIM_DIR={}", dir.display());
 }
 
-/// The go-livepeer protocol subset (proto/lp_rpc.proto) as prost messages and a tonic client
-/// and server, compiled with protox (no protoc needed).
+/// The go-livepeer protocol as prost messages and tonic clients and servers, compiled with
+/// protox (no protoc needed): our subset (proto/lp_rpc.proto), used by the transcoder, and
+/// upstream's file verbatim (proto/upstream/), used by the test orchestrator so that the two
+/// sides of every loopback test speak through code generated from different files.
 fn build_protocol() {
     println!("cargo:rerun-if-changed=proto");
-    let fds =
-        protox::compile(["proto/lp_rpc.proto"], ["proto"]).expect("compile proto/lp_rpc.proto");
-    tonic_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(fds)
-        .expect("generate the protocol code");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    for (file, dir, sub) in [
+        ("proto/lp_rpc.proto", "proto", "ours"),
+        ("proto/upstream/lp_rpc.proto", "proto/upstream", "upstream"),
+    ] {
+        let fds = protox::compile([file], [dir]).unwrap_or_else(|e| panic!("compile {file}: {e}"));
+        let dest = out.join(sub);
+        std::fs::create_dir_all(&dest).expect("proto output dir");
+        tonic_build::configure()
+            .build_client(true)
+            .build_server(true)
+            .out_dir(&dest)
+            .compile_fds(fds)
+            .unwrap_or_else(|e| panic!("generate code for {file}: {e}"));
+    }
 }
 
 /// libnvrtc: GPUWORKER_NVRTC_LIB, else the PyPI wheel in the project's .venv.

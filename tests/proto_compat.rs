@@ -1,5 +1,5 @@
 //! Our protocol file (proto/lp_rpc.proto, a subset) against go-livepeer's
-//! (tests/upstream/lp_rpc.proto, verbatim): every field we have must have upstream's number,
+//! (proto/upstream/lp_rpc.proto, verbatim): every field we have must have upstream's number,
 //! name, type and cardinality; messages encoded by our generated code must decode with a
 //! schema compiled from the upstream file to the same values, and back.
 
@@ -17,7 +17,7 @@ fn pool(file: &str, dir: &str) -> DescriptorPool {
 }
 
 fn upstream() -> DescriptorPool {
-    pool("lp_rpc.proto", "tests/upstream")
+    pool("lp_rpc.proto", "proto/upstream")
 }
 
 fn ours() -> DescriptorPool {

@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{frame_types, probe_video, scratch, small_clip, SMALL_LADDER};
+use common::{frame_types, make_clip, probe_video, scratch, small_clip, SMALL_LADDER};
 use std::io::{BufRead, BufReader};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -205,6 +206,53 @@ fn concurrent_streams_come_back_with_exact_pixel_counts() {
             .is_none(),
         "work files left"
     );
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn sigterm_finishes_the_segment_in_flight_first() {
+    let dir = scratch("net_sigterm");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    for i in 0..2 {
+        make_clip(
+            &dir.join(format!("src/seg{i}.ts")),
+            "640x360",
+            30,
+            2.0,
+            30,
+            &[],
+        );
+    }
+    let port = free_port();
+    let orch = orchestrator(port, &dir.join("src"), &dir.join("got"), &["--linger"]);
+    let mut t = transcoder(port, &dir.join("work"), &[]);
+    assert!(
+        t.wait_stderr(30, |e| e.contains("): received ")),
+        "{}",
+        t.stderr()
+    );
+    t.signal("-TERM");
+    assert_eq!(t.wait(30), Some(0), "{}", t.stderr());
+    let log = t.stderr();
+    assert!(
+        log.contains("stopping: finishing 1 segment(s) in flight"),
+        "{log}"
+    );
+    assert!(orch.wait_stderr(5, |_| !outcomes(&orch).is_empty()));
+    let r = outcomes(&orch);
+    assert_eq!(r[0]["status"], "ok", "{r:?}\n{log}");
+    assert_eq!(r[0]["renditions"].as_array().unwrap().len(), 2);
 }
 
 #[test]

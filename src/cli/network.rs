@@ -74,6 +74,9 @@ pub struct TranscoderArgs {
     /// as go-livepeer does).
     #[arg(long)]
     pub orch_cert: Option<String>,
+    /// Serve Prometheus `/metrics` (and `/healthz`) on this address, e.g. 127.0.0.1:7935.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
@@ -177,6 +180,7 @@ pub fn transcoder(args: TranscoderArgs) -> anyhow::Result<i32> {
         trust,
         work_dir: args.worker.work_dir.clone(),
         session: args.worker.session(),
+        metrics_addr: args.metrics_addr,
     };
     let rt = runtime()?;
     let result = rt.block_on(async move {

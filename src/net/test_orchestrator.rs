@@ -4,10 +4,12 @@
 //! know the secret, and plays streams of segments to them: each segment is published under
 //! `/stream/<session>/<seq>.tempfile`, announced with a NotifySegment, and its result awaited on
 //! `/transcodeResults` for max(8 s, 4 × duration). Each outcome is printed as a JSON line;
-//! renditions can be written out for inspection.
+//! renditions can be written out for inspection. Its messages and gRPC server are generated
+//! from go-livepeer's lp_rpc.proto verbatim ([`super::proto::upstream`]).
 
-use super::proto::transcoder_server::{Transcoder, TranscoderServer};
-use super::proto::{AuthToken, NotifySegment, RegisterRequest, SegData};
+// The orchestrator side speaks through code generated from go-livepeer's own file, not ours.
+use super::proto::upstream::transcoder_server::{Transcoder, TranscoderServer};
+use super::proto::upstream::{AuthToken, NotifySegment, RegisterRequest, SegData, VideoProfile};
 use super::results::{self, Part};
 use super::tls;
 use crate::profile::Profile;
@@ -280,6 +282,13 @@ async fn play(o: Arc<Orch>, k: usize) -> Vec<Outcome> {
     out
 }
 
+/// A profile in upstream's message type: our wire form, re-read through upstream's code.
+fn upstream_profile(p: &Profile) -> VideoProfile {
+    use prost::Message;
+    let bytes = super::profiles::to_wire(p).encode_to_vec();
+    VideoProfile::decode(bytes.as_slice()).expect("the same wire format")
+}
+
 /// Sends one segment to a transcoder (waiting for one to register, retrying on another if
 /// the send fails) and waits for its result.
 async fn dispatch(
@@ -304,12 +313,7 @@ async fn dispatch(
                 session_id: session.into(),
                 ..Default::default()
             }),
-            full_profiles3: o
-                .cfg
-                .profiles
-                .iter()
-                .map(super::profiles::to_wire)
-                .collect(),
+            full_profiles3: o.cfg.profiles.iter().map(upstream_profile).collect(),
             ..Default::default()
         }),
     };

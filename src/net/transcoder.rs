@@ -37,6 +37,8 @@ pub struct TranscoderConfig {
     pub work_dir: PathBuf,
     /// Settings every session starts from (its profiles come with each segment).
     pub session: SessionConfig,
+    /// Serve `/metrics` (Prometheus text) and `/healthz` here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `host[:port]` with go-livepeer's default port 8935 (and no scheme).
@@ -114,6 +116,10 @@ pub async fn run(
     let grpc_tls =
         Arc::new(tls::client_config(&ctx.cfg.trust, &[b"h2"]).map_err(|e| setup(e.to_string()))?);
     let janitor = tokio::spawn(close_idle_sessions(ctx.clone()));
+    let monitor = match ctx.cfg.metrics_addr {
+        Some(addr) => Some(serve_metrics(ctx.clone(), addr).await?),
+        None => None,
+    };
     let mut backoff = Backoff::new();
     let result = loop {
         if *stop.borrow() {
@@ -133,7 +139,32 @@ pub async fn run(
         }
     };
     janitor.abort();
+    if let Some(m) = monitor {
+        m.abort();
+    }
     result
+}
+
+/// `/metrics` and `/healthz` on `addr`, for the operator's Prometheus.
+async fn serve_metrics(
+    ctx: Arc<Ctx>,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, Fatal> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Fatal::Setup(format!("--metrics-addr {addr}: {e}")))?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    let m = ctx.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move { m.metrics.render(&m.streams.worker().snapshot()) }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }));
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
 }
 
 enum Ended {
