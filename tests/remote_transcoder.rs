@@ -173,7 +173,8 @@ fn concurrent_streams_come_back_with_exact_pixel_counts() {
         &dir.join("got"),
         &["--streams", "3"],
     );
-    let mut t = transcoder(port, &dir.join("work"), &[]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut t = transcoder(port, &dir.join("work"), &["--metrics-addr", &metrics]);
     assert_eq!(orch.wait(90), Some(0), "{}\n{}", orch.stderr(), t.stderr());
     let results = outcomes(&orch);
     assert_eq!(results.len(), 9);
@@ -197,6 +198,15 @@ fn concurrent_streams_come_back_with_exact_pixel_counts() {
         t.wait_stderr(10, |e| e.matches("torn down by the orchestrator").count()
             == 3)
     );
+    let m = http_get(&metrics, "/metrics");
+    for line in [
+        "gpuworker_segments_total 9",
+        "gpuworker_segments_in_flight 0",
+        "gpuworker_sessions 0",
+        "gpuworker_segment_latency_seconds_count 9",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} in:\n{m}");
+    }
     t.signal("-TERM");
     assert_eq!(t.wait(20), Some(0), "{}", t.stderr());
     assert!(
