@@ -9,7 +9,7 @@ mod common;
 use common::sim::{assert_released, renditions, stages, transcode, SIM_DIR};
 use common::{frame_types, make_clip, scratch, small_clip, SMALL_LADDER};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 const GPU: [(&str, &str); 2] = [("LD_LIBRARY_PATH", SIM_DIR), ("GPUWORKER_SIM_REPORT", "1")];
 
@@ -172,13 +172,10 @@ fn injected_nvdec_and_nvenc_errors_fail_only_their_segment() {
     }
 }
 
-#[test]
-fn sessions_beyond_the_nvenc_limit_encode_on_the_cpu() {
-    let dir = scratch("engines_limit");
-    small_clip(&dir.join("src"), 2, 1);
+/// `bench --offline --sessions 2` on the simulated GPU with `ladder` and one extra variable;
+/// the process output and the JSON report.
+fn bench_two_sessions(dir: &Path, ladder: &str, var: (&str, &str)) -> (Output, serde_json::Value) {
     let report = dir.join("r.json");
-    // 3 NVENC sessions allowed, 2 renditions per session: the first session gets NVENC, the
-    // second would need 4 and encodes with libx264; nothing fails.
     let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
         .args([
             "bench",
@@ -189,18 +186,30 @@ fn sessions_beyond_the_nvenc_limit_encode_on_the_cpu() {
             "--stagger",
             "0",
         ])
-        .args(["--device", "cuda:0", "--profiles", SMALL_LADDER, "--in"])
+        .args(["--device", "cuda:0", "--profiles", ladder, "--in"])
         .arg(dir.join("src"))
         .arg("--report")
         .arg(&report)
         .envs(GPU)
-        .env("GPUWORKER_SIM_NVENC_SESSIONS", "3")
+        .env(var.0, var.1)
         .output()
         .unwrap();
+    let v = std::fs::read(&report)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&o.stderr)));
+    (o, v)
+}
+
+#[test]
+fn sessions_beyond_the_nvenc_limit_encode_on_the_cpu() {
+    let dir = scratch("engines_limit");
+    small_clip(&dir.join("src"), 2, 1);
+    // 3 NVENC sessions allowed, 2 renditions per session: the first session gets NVENC, the
+    // second would need 4 and encodes with libx264; nothing fails.
+    let (o, v) = bench_two_sessions(&dir, SMALL_LADDER, ("GPUWORKER_SIM_NVENC_SESSIONS", "3"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert_released(&err);
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let per = v["trials"][0]["per_segment"].as_array().unwrap();
     assert!(per.iter().all(|r| r["status"] == "ok"), "{v}");
     let mut encoders: Vec<String> = (0..2)
@@ -292,31 +301,11 @@ fn the_simulated_nvenc_rejects_wrong_struct_versions() {
 fn a_device_error_in_one_session_leaves_the_others_serving() {
     let dir = scratch("engines_others");
     small_clip(&dir.join("src"), 3, 1);
-    let report = dir.join("r.json");
     // Two sessions of one rendition each, three segments each: 6 × (30 pictures + end of
     // stream) NVENC calls; call 40 is in some session's second segment. The device is "lost"
     // for that one call.
-    let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
-        .args([
-            "bench",
-            "-q",
-            "--offline",
-            "--sessions",
-            "2",
-            "--stagger",
-            "0",
-        ])
-        .args(["--device", "cuda:0", "--profiles", ONE, "--in"])
-        .arg(dir.join("src"))
-        .arg("--report")
-        .arg(&report)
-        .envs(GPU)
-        .env("GPUWORKER_SIM_FAIL", "nvEncEncodePicture:40:5")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_released(&err);
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let (o, v) = bench_two_sessions(&dir, ONE, ("GPUWORKER_SIM_FAIL", "nvEncEncodePicture:40:5"));
+    assert_released(&String::from_utf8_lossy(&o.stderr));
     let per = v["trials"][0]["per_segment"].as_array().unwrap();
     assert_eq!(per.len(), 6, "{v}");
     let failed: Vec<_> = per.iter().filter(|r| r["status"] != "ok").collect();
