@@ -195,7 +195,7 @@ fn concurrent_streams_come_back_with_exact_pixel_counts() {
     }
     // Every session is torn down at its stream's end; SIGTERM then stops the transcoder.
     assert!(
-        t.wait_stderr(10, |e| e.matches("torn down by the orchestrator").count()
+        t.wait_stderr(30, |e| e.matches("torn down by the orchestrator").count()
             == 3)
     );
     let m = http_get(&metrics, "/metrics");

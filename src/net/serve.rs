@@ -168,6 +168,7 @@ async fn transcode(
             ),
         );
     }
+    let _closing = (!sticky).then(|| app.sessions.closing(&key));
     let stream = match app.sessions.get(&key, &profiles, false) {
         Ok(s) => s,
         Err(e) if e.is_busy() => {
@@ -195,9 +196,6 @@ async fn transcode(
     app.metrics.begin();
     let started = Instant::now();
     let result = stream.transcode(dir.join("in.ts"), outputs).await;
-    if !sticky {
-        app.sessions.remove(&key);
-    }
     let report = match result {
         Ok(r) => r,
         Err(e) => {

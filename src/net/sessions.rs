@@ -72,6 +72,15 @@ impl SessionTable {
         lock(&self.streams).remove(key).is_some()
     }
 
+    /// A guard that closes stream `key` when dropped (a one-segment stream), also when the
+    /// request that opened it goes away early.
+    pub fn closing(&self, key: &str) -> Closing<'_> {
+        Closing {
+            table: self,
+            key: key.to_string(),
+        }
+    }
+
     /// Open streams whose key starts with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
         lock(&self.streams)
@@ -91,6 +100,17 @@ impl SessionTable {
             keep
         });
         closed
+    }
+}
+
+pub struct Closing<'a> {
+    table: &'a SessionTable,
+    key: String,
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.table.remove(&self.key);
     }
 }
 

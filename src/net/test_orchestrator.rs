@@ -232,6 +232,21 @@ pub async fn run(cfg: OrchestratorConfig) -> anyhow::Result<Vec<Outcome>> {
     while let Some(r) = players.join_next().await {
         outcomes.extend(r?);
     }
+    // Let the teardown messages reach the transcoders before the process may exit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        let pending = orch
+            .transcoders
+            .lock()
+            .expect("transcoders")
+            .iter()
+            .any(|t| !t.tx.is_closed() && t.tx.capacity() < t.tx.max_capacity());
+        if !pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     if cfg.linger {
         let _ = server.await;
     }

@@ -365,6 +365,7 @@ async fn transcode(ctx: &Arc<Ctx>, notify: &NotifySegment, sid: &str) -> Outcome
     } else {
         sid.to_string()
     };
+    let _closing = sid.is_empty().then(|| ctx.streams.closing(&key));
     let stream = ctx
         .streams
         .get(&key, &profiles, seg.force_session_reinit)
@@ -375,9 +376,6 @@ async fn transcode(ctx: &Arc<Ctx>, notify: &NotifySegment, sid: &str) -> Outcome
         .transcode(input, outputs)
         .await
         .map_err(|e| (error_kind(&e), e.to_string().replace(&local, &notify.url)))?;
-    if sid.is_empty() {
-        ctx.streams.remove(&key);
-    }
     let parts = results::parts_of(&report, &mimes).map_err(|e| ("io", e.to_string()))?;
     drop(cleanup);
     Ok((report.decoded_pixels, parts, report.duration))
