@@ -127,6 +127,8 @@ fn probe(ordinal: usize) -> Engines {
         }
     }
     if let Some(first) = open.first() {
+        e.nvenc_reason = None;
+        e.nvenc_session_limit = limit;
         match first.codecs() {
             Ok(g) => {
                 e.nvenc = g
@@ -137,8 +139,6 @@ fn probe(ordinal: usize) -> Engines {
             }
             Err(err) => e.nvenc_reason = Some(err.to_string()),
         }
-        e.nvenc_session_limit = limit;
-        e.nvenc_reason = None;
     }
     e
 }
