@@ -15,7 +15,7 @@
 use super::metrics::Metrics;
 use super::profiles::WireProfileError;
 use super::results;
-use super::sessions::SessionTable;
+use super::sessions::{SessionTable, WorkDir};
 use crate::profile::{self, Profile};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
@@ -181,7 +181,7 @@ async fn transcode(
         }
     };
     let dir = app.cfg.work_dir.join(format!("request-{n}"));
-    let _cleanup = Cleanup(dir.clone());
+    let _cleanup = WorkDir(dir.clone());
     let written =
         std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("in.ts"), &body));
     if let Err(e) = written {
@@ -223,15 +223,6 @@ async fn transcode(
     }
     hs.insert("Pixels", HeaderValue::from(report.decoded_pixels));
     r
-}
-
-/// Removes a request's files when it ends.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {

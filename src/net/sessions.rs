@@ -103,6 +103,15 @@ impl SessionTable {
     }
 }
 
+/// A request's or task's work directory, removed when it ends, whichever way.
+pub struct WorkDir(pub PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub struct Closing<'a> {
     table: &'a SessionTable,
     key: String,

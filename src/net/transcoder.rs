@@ -12,7 +12,7 @@ use super::metrics::Metrics;
 use super::profiles;
 use super::proto::{transcoder_client::TranscoderClient, NotifySegment, RegisterRequest};
 use super::results::{self, Part};
-use super::sessions::{SessionTable, IDLE};
+use super::sessions::{SessionTable, WorkDir, IDLE};
 use super::tls::{self, Trust};
 use crate::pipeline::SessionConfig;
 use crate::worker::Worker;
@@ -352,7 +352,7 @@ async fn transcode(ctx: &Arc<Ctx>, notify: &NotifySegment, sid: &str) -> Outcome
         .await
         .map_err(|e| ("download", e.to_string()))?;
     let dir = ctx.cfg.work_dir.join(format!("task-{}", notify.task_id));
-    let cleanup = Cleanup(dir.clone());
+    let cleanup = WorkDir(dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| ("io", e.to_string()))?;
     let input = dir.join("segment.ts");
     std::fs::write(&input, &data).map_err(|e| ("io", e.to_string()))?;
@@ -379,15 +379,6 @@ async fn transcode(ctx: &Arc<Ctx>, notify: &NotifySegment, sid: &str) -> Outcome
     let parts = results::parts_of(&report, &mimes).map_err(|e| ("io", e.to_string()))?;
     drop(cleanup);
     Ok((report.decoded_pixels, parts, report.duration))
-}
-
-/// Removes a task's files when it ends, whichever way.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Closes sessions the orchestrator stopped sending segments to.
