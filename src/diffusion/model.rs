@@ -1,0 +1,313 @@
+//! A loaded model and the three generations the runner offers: text-to-image,
+//! image-to-image and upscale. One image per call; the API calls it once per image with
+//! seed + i, as the runner does (sequentially, to bound memory).
+
+use super::config::ModelFiles;
+use super::noise::Noise;
+use super::picture::Rgb;
+use super::scheduler::Scheduler;
+use super::text_encoder::TextEncoder;
+use super::tokenizer::PromptTokenizer;
+use super::vae_encoder::VaeEncoder;
+use super::{memory, DiffusionError};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::stable_diffusion::{unet_2d::UNet2DConditionModel, vae};
+use std::path::Path;
+
+/// What to make.
+#[derive(Debug, Clone)]
+pub enum Task {
+    Text { width: usize, height: usize },
+    /// `strength` in [0, 1]: how much of the schedule is re-run over the image.
+    Image { image: Rgb, strength: f64 },
+    /// The output is the input scaled by the VAE's factor (×4 for the x4 upscaler).
+    Upscale { image: Rgb },
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub guidance_scale: f64,
+    pub steps: usize,
+    pub seed: u64,
+    pub task: Task,
+}
+
+/// Prompt embeddings, computed once per prompt (the video stage reuses them every frame).
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    /// `(1, tokens, dim)`, or `(2, ...)` = [negative, prompt] with classifier-free guidance.
+    embeddings: Tensor,
+    guidance: Option<f64>,
+}
+
+pub struct Model {
+    pub files: ModelFiles,
+    device: Device,
+    dtype: DType,
+    tokenizer: PromptTokenizer,
+    text: TextEncoder,
+    unet: UNet2DConditionModel,
+    vae: vae::AutoEncoderKL,
+    vae_encoder: VaeEncoder,
+    /// Memory this process may use for one generation (None: whatever the machine has).
+    pub memory_limit: Option<u64>,
+}
+
+fn weights(
+    files: &ModelFiles,
+    component: &str,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>, DiffusionError> {
+    let path = files.weights(component)?;
+    let tensors = candle_core::safetensors::load(&path, device).map_err(|e| DiffusionError::Model {
+        dir: files.dir.clone(),
+        problem: format!("{}: {e}", path.display()),
+    })?;
+    Ok(VarBuilder::from_tensors(tensors, dtype, device))
+}
+
+impl Model {
+    /// Loads every component of the diffusers directory `dir` onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, DiffusionError> {
+        let files = ModelFiles::read(dir)?;
+        let dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
+        let bad = |what: &str, e: candle_core::Error| DiffusionError::Model {
+            dir: dir.to_path_buf(),
+            problem: format!("{what}: {e}"),
+        };
+        let tokenizer = PromptTokenizer::load(&dir.join("tokenizer"))?;
+        let text = TextEncoder::new(
+            weights(&files, "text_encoder", dtype, &device)?,
+            &files.text_encoder,
+        )
+        .map_err(|e| bad("text_encoder", e))?;
+        let unet = UNet2DConditionModel::new(
+            weights(&files, "unet", dtype, &device)?,
+            files.unet.in_channels,
+            files.unet.out_channels,
+            false,
+            files.unet_config(),
+        )
+        .map_err(|e| bad("unet", e))?;
+        let vb = weights(&files, "vae", dtype, &device)?;
+        let vae = vae::AutoEncoderKL::new(
+            vb.clone(),
+            files.vae.in_channels,
+            files.vae.out_channels,
+            files.vae_config(),
+        )
+        .map_err(|e| bad("vae", e))?;
+        let vae_encoder = VaeEncoder::new(vb, &files.vae).map_err(|e| bad("vae", e))?;
+        Ok(Model {
+            files,
+            device,
+            dtype,
+            tokenizer,
+            text,
+            unet,
+            vae,
+            vae_encoder,
+            memory_limit: None,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Pixels per latent along each side; sizes must be multiples of it.
+    pub fn factor(&self) -> usize {
+        self.files.vae_factor()
+    }
+
+    /// Embeds `prompt` (and `negative` when `guidance_scale` > 1, as diffusers does).
+    pub fn condition(
+        &self,
+        prompt: &str,
+        negative: &str,
+        guidance_scale: f64,
+    ) -> Result<Conditioning, DiffusionError> {
+        let len = self.text.max_len;
+        let embed = |p: &str| -> Result<Tensor, DiffusionError> {
+            let ids = self.tokenizer.ids(p, len)?;
+            Ok(self.text.encode(&ids, &self.device)?)
+        };
+        let cond = embed(prompt)?;
+        if guidance_scale > 1.0 {
+            let uncond = embed(negative)?;
+            Ok(Conditioning {
+                embeddings: Tensor::cat(&[uncond, cond], 0)?,
+                guidance: Some(guidance_scale),
+            })
+        } else {
+            Ok(Conditioning {
+                embeddings: cond,
+                guidance: None,
+            })
+        }
+    }
+
+    /// Generates one image.
+    pub fn generate(&self, req: &Request) -> Result<Rgb, DiffusionError> {
+        let f = self.factor();
+        let (w, h) = match &req.task {
+            Task::Text { width, height } => (*width, *height),
+            Task::Image { image, .. } | Task::Upscale { image } => (image.width, image.height),
+        };
+        let upscale = matches!(req.task, Task::Upscale { .. });
+        if w == 0 || h == 0 || (!upscale && (w % f != 0 || h % f != 0)) {
+            return Err(DiffusionError::Input(format!(
+                "`height` and `width` have to be divisible by {f} but are {h} and {w}."
+            )));
+        }
+        let latent = if upscale { (h, w) } else { (h / f, w / f) };
+        let pixels = (latent.0 * f, latent.1 * f);
+        let batch = if req.guidance_scale > 1.0 { 2 } else { 1 };
+        let need = memory::estimate(
+            &self.files,
+            batch,
+            latent,
+            pixels,
+            matches!(req.task, Task::Image { .. }),
+        );
+        let avail = memory::available(self.memory_limit);
+        if need > avail {
+            return Err(DiffusionError::OutOfMemory {
+                need_mib: need >> 20,
+                available_mib: avail >> 20,
+            });
+        }
+        let cond = self.condition(&req.prompt, &req.negative_prompt, req.guidance_scale)?;
+        let mut noise = Noise::new(req.seed);
+        let out = match &req.task {
+            Task::Text { .. } => self.text_to_image(&cond, latent, req.steps, &mut noise)?,
+            Task::Image { image, strength } => {
+                let x = image.to_tensor(&self.device, self.dtype)?;
+                self.image_to_image(&cond, &x, *strength, req.steps, &mut noise)?
+            }
+            Task::Upscale { image } => {
+                let x = image.to_tensor(&self.device, self.dtype)?;
+                self.upscale(&cond, &x, req.steps, &mut noise)?
+            }
+        };
+        Ok(Rgb::from_tensor(&out)?)
+    }
+
+    fn text_to_image(
+        &self,
+        cond: &Conditioning,
+        (lh, lw): (usize, usize),
+        steps: usize,
+        noise: &mut Noise,
+    ) -> Result<Tensor, DiffusionError> {
+        let sched = Scheduler::new(&self.files.scheduler, steps);
+        let shape = [1, self.files.vae.latent_channels, lh, lw];
+        let x = (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
+        let x = self.denoise(cond, &sched, 0, x, None, noise)?;
+        self.decode(&x)
+    }
+
+    /// Image-to-image on `image` (`(1, 3, h, w)` in [-1, 1]); returns the same shape.
+    pub fn image_to_image(
+        &self,
+        cond: &Conditioning,
+        image: &Tensor,
+        strength: f64,
+        steps: usize,
+        noise: &mut Noise,
+    ) -> Result<Tensor, DiffusionError> {
+        let sched = Scheduler::new(&self.files.scheduler, steps);
+        let n = sched.timesteps().len();
+        // diffusers: run the last round(steps × strength) steps (at least one here).
+        let run = ((n as f64 * strength.clamp(0.0, 1.0)) as usize).clamp(1, n);
+        let start = n - run;
+        let latents = (self.vae_encoder.encode(image)? * self.files.vae.scaling_factor)?;
+        let eps = noise.tensor(latents.dims(), &self.device)?.to_dtype(self.dtype)?;
+        let x = sched.add_noise(&latents, &eps, start)?;
+        let x = self.denoise(cond, &sched, start, x, None, noise)?;
+        self.decode(&x)
+    }
+
+    fn upscale(
+        &self,
+        cond: &Conditioning,
+        image: &Tensor,
+        steps: usize,
+        noise: &mut Noise,
+    ) -> Result<Tensor, DiffusionError> {
+        let (_, _, h, w) = image.dims4()?;
+        let sched = Scheduler::new(&self.files.scheduler, steps);
+        let shape = [1, self.files.vae.latent_channels, h, w];
+        let x = (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
+        let x = self.denoise(cond, &sched, 0, x, Some(image), noise)?;
+        self.decode(&x)
+    }
+
+    /// The sampling loop from step `start`; `extra` is concatenated to the UNet's input
+    /// channels (the low-resolution image of the upscaler).
+    fn denoise(
+        &self,
+        cond: &Conditioning,
+        sched: &Scheduler,
+        start: usize,
+        mut x: Tensor,
+        extra: Option<&Tensor>,
+        noise: &mut Noise,
+    ) -> Result<Tensor, DiffusionError> {
+        let batch = cond.embeddings.dim(0)?;
+        let extra = match extra {
+            Some(e) if self.files.image_channels() != e.dim(1)? => {
+                return Err(DiffusionError::Input(format!(
+                    "this model's UNet takes {} input channels; it is not an x4-upscaler model",
+                    self.files.unet.in_channels
+                )))
+            }
+            Some(e) => Some(e.repeat((batch, 1, 1, 1))?),
+            None if self.files.image_channels() != 0 => {
+                return Err(DiffusionError::Input(format!(
+                    "this model's UNet takes {} input channels (an upscaler): use the upscale \
+                     pipeline",
+                    self.files.unet.in_channels
+                )))
+            }
+            None => None,
+        };
+        for (i, &t) in sched.timesteps().iter().enumerate().skip(start) {
+            let input = if batch == 2 {
+                Tensor::cat(&[&x, &x], 0)?
+            } else {
+                x.clone()
+            };
+            let mut input = sched.scale_model_input(&input, i)?;
+            if let Some(e) = &extra {
+                input = Tensor::cat(&[&input, e], 1)?;
+            }
+            let out = self.unet.forward(&input, t, &cond.embeddings)?;
+            let out = match cond.guidance {
+                Some(g) => {
+                    let parts = out.chunk(2, 0)?;
+                    (&parts[0] + ((&parts[1] - &parts[0])? * g)?)?
+                }
+                None => out,
+            };
+            x = sched.step(&out, i, &x, noise)?;
+        }
+        Ok(x)
+    }
+
+    fn decode(&self, latents: &Tensor) -> Result<Tensor, DiffusionError> {
+        Ok(self
+            .vae
+            .decode(&(latents / self.files.vae.scaling_factor)?)?
+            .clamp(-1.0, 1.0)?)
+    }
+
+    /// The dtype tensors of this model use.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+}

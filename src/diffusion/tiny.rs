@@ -1,0 +1,209 @@
+//! Tiny random-weight models in the diffusers layout, with a tiny CLIP tokenizer: what the
+//! tests run, and what `gpuworker ai make-model` writes so the whole path can be tried on a
+//! machine without real weights (no hub downloads here). The weights are seeded, so the same
+//! seed writes the same model everywhere; the images are noise, the plumbing is real.
+
+use super::config::ModelFiles;
+use super::text_encoder::TextEncoder;
+use super::tokenizer::{BOS, EOS};
+use super::vae_encoder::VaeEncoder;
+use super::DiffusionError;
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::stable_diffusion::{unet_2d::UNet2DConditionModel, vae};
+use serde_json::json;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TinyKind {
+    /// Stable Diffusion 1.x shape, DDIM scheduler.
+    Sd,
+    /// sd-turbo shape: Euler with trailing timesteps (one-step image-to-image).
+    Turbo,
+    /// The x4 upscaler shape: 7-channel UNet, ×4 VAE.
+    Upscaler,
+}
+
+const TEXT_LEN: usize = 16;
+const DIM: usize = 32;
+
+/// Writes a tiny model of `kind` into `dir` (created; written beside and renamed into place).
+pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError> {
+    let io = |e: std::io::Error| DiffusionError::Model {
+        dir: dir.to_path_buf(),
+        problem: e.to_string(),
+    };
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    for sub in ["unet", "vae", "text_encoder", "tokenizer", "scheduler"] {
+        std::fs::create_dir_all(tmp.join(sub)).map_err(io)?;
+    }
+    let put = |rel: &str, v: serde_json::Value| {
+        std::fs::write(tmp.join(rel), serde_json::to_string_pretty(&v).expect("json")).map_err(io)
+    };
+    let upscaler = kind == TinyKind::Upscaler;
+    put(
+        "model_index.json",
+        json!({
+            "_class_name": if upscaler { "StableDiffusionUpscalePipeline" } else { "StableDiffusionPipeline" },
+            "_diffusers_version": "0.31.0",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", if kind == TinyKind::Turbo { "EulerDiscreteScheduler" } else { "DDIMScheduler" }],
+        }),
+    )?;
+    put(
+        "unet/config.json",
+        json!({
+            "_class_name": "UNet2DConditionModel",
+            "in_channels": if upscaler { 7 } else { 4 },
+            "out_channels": 4,
+            "block_out_channels": [32, 64],
+            "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+            "layers_per_block": 1,
+            "attention_head_dim": 8,
+            "cross_attention_dim": DIM,
+            "norm_num_groups": 8,
+            "num_class_embeds": if upscaler { json!(1000) } else { json!(null) },
+        }),
+    )?;
+    put(
+        "vae/config.json",
+        json!({
+            "_class_name": "AutoencoderKL",
+            "in_channels": 3,
+            "out_channels": 3,
+            "block_out_channels": if upscaler { json!([16, 32, 32]) } else { json!([16, 32, 32, 32]) },
+            "layers_per_block": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 8,
+            "scaling_factor": if upscaler { 0.08333 } else { 0.18215 },
+        }),
+    )?;
+    let (vocab, merges) = vocabulary();
+    put(
+        "text_encoder/config.json",
+        json!({
+            "architectures": ["CLIPTextModel"],
+            "vocab_size": vocab.len(),
+            "hidden_size": DIM,
+            "intermediate_size": 2 * DIM,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": TEXT_LEN,
+            "hidden_act": "quick_gelu",
+        }),
+    )?;
+    put("tokenizer/vocab.json", json!(vocab))?;
+    std::fs::write(tmp.join("tokenizer/merges.txt"), merges).map_err(io)?;
+    put(
+        "tokenizer/tokenizer_config.json",
+        json!({"model_max_length": TEXT_LEN, "pad_token": EOS}),
+    )?;
+    put(
+        "scheduler/scheduler_config.json",
+        match kind {
+            TinyKind::Turbo => json!({
+                "_class_name": "EulerDiscreteScheduler",
+                "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085, "beta_end": 0.012,
+                "num_train_timesteps": 1000,
+                "prediction_type": "epsilon",
+                "timestep_spacing": "trailing",
+            }),
+            _ => json!({
+                "_class_name": "DDIMScheduler",
+                "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085, "beta_end": 0.012,
+                "num_train_timesteps": 1000,
+                "prediction_type": "epsilon",
+                "steps_offset": 1,
+                "set_alpha_to_one": false,
+            }),
+        },
+    )?;
+    let files = ModelFiles::read(&tmp)?;
+    let mut seed = seed;
+    let mut save = |rel: &str, build: &dyn Fn(VarBuilder) -> candle_core::Result<()>| {
+        let map = VarMap::new();
+        build(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
+        reseed(&map, seed)?;
+        seed = seed.wrapping_add(1);
+        map.save(tmp.join(rel))
+    };
+    let model_err = |e: candle_core::Error| DiffusionError::Model {
+        dir: dir.to_path_buf(),
+        problem: e.to_string(),
+    };
+    save("text_encoder/model.safetensors", &|vb| {
+        TextEncoder::new(vb, &files.text_encoder).map(drop)
+    })
+    .map_err(model_err)?;
+    save("unet/diffusion_pytorch_model.safetensors", &|vb| {
+        UNet2DConditionModel::new(
+            vb,
+            files.unet.in_channels,
+            files.unet.out_channels,
+            false,
+            files.unet_config(),
+        )
+        .map(drop)
+    })
+    .map_err(model_err)?;
+    save("vae/diffusion_pytorch_model.safetensors", &|vb| {
+        vae::AutoEncoderKL::new(vb.clone(), 3, 3, files.vae_config())?;
+        VaeEncoder::new(vb, &files.vae).map(drop)
+    })
+    .map_err(model_err)?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(io)
+}
+
+/// Replaces every weight by seeded noise with the mean and spread candle's initialiser gave
+/// it (norm scales stay 1, biases 0), so a seed fixes the model.
+fn reseed(map: &VarMap, seed: u64) -> candle_core::Result<()> {
+    let data = map.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut noise = super::noise::Noise::new(seed);
+    for name in names {
+        let var = &data[name];
+        let t = var.as_tensor().flatten_all()?;
+        let mean = t.mean_all()?.to_scalar::<f32>()? as f64;
+        let std = t.broadcast_sub(&t.mean_all()?)?.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;
+        let fresh = ((noise.tensor(var.dims(), &Device::Cpu)? * std)? + mean)?;
+        var.set(&fresh)?;
+    }
+    Ok(())
+}
+
+/// A character-level CLIP vocabulary (each symbol plain and word-final) with a few merges.
+fn vocabulary() -> (serde_json::Map<String, serde_json::Value>, String) {
+    let mut tokens: Vec<String> = Vec::new();
+    let symbols = "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-";
+    for c in symbols.chars() {
+        tokens.push(c.to_string());
+    }
+    for c in symbols.chars() {
+        tokens.push(format!("{c}</w>"));
+    }
+    let merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")];
+    for (a, b) in merges {
+        tokens.push(format!("{a}{b}"));
+    }
+    tokens.push(BOS.into());
+    tokens.push(EOS.into());
+    let vocab = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, json!(i)))
+        .collect();
+    let mut text = String::from("#version: 0.2\n");
+    for (a, b) in merges {
+        text.push_str(&format!("{a} {b}\n"));
+    }
+    (vocab, text)
+}
