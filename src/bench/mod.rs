@@ -73,6 +73,7 @@ pub struct SegmentRecord {
     pub status: &'static str,
     pub error: Option<String>,
     pub decode_seconds: f64,
+    pub diffuse_seconds: f64,
     pub scale_seconds: f64,
     pub encode_seconds: f64,
 }
@@ -108,6 +109,9 @@ pub struct Usage {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stages {
     pub decode_seconds: f64,
+    /// The diffuse stage, and the frames per second it ran at (0 without one).
+    pub diffuse_seconds: f64,
+    pub diffuse_fps: f64,
     pub scale_seconds: f64,
     pub encode_seconds: f64,
 }
@@ -401,6 +405,7 @@ fn outcome(k: usize, j: usize, dur: f64, r: Result<SegmentReport, Error>) -> Seg
         status: "ok",
         error: None,
         decode_seconds: 0.0,
+        diffuse_seconds: 0.0,
         scale_seconds: 0.0,
         encode_seconds: 0.0,
     };
@@ -412,6 +417,7 @@ fn outcome(k: usize, j: usize, dur: f64, r: Result<SegmentReport, Error>) -> Seg
             rec.decoded_pixels = r.decoded_pixels;
             rec.encoded_pixels = r.renditions.iter().map(|x| x.pixels).sum();
             rec.decode_seconds = r.decode_seconds;
+            rec.diffuse_seconds = r.diffuse_seconds;
             rec.scale_seconds = r.scale_seconds;
             rec.encode_seconds = r.encode_seconds;
             rec.decoder = r.decoder;
@@ -475,6 +481,15 @@ fn summarise(
         },
         stages: Stages {
             decode_seconds: sum(|r| r.decode_seconds),
+            diffuse_seconds: sum(|r| r.diffuse_seconds),
+            diffuse_fps: {
+                let (s, f) = (sum(|r| r.diffuse_seconds), sum(|r| r.decoded_frames as f64));
+                if s > 0.0 {
+                    f / s
+                } else {
+                    0.0
+                }
+            },
             scale_seconds: sum(|r| r.scale_seconds),
             encode_seconds: sum(|r| r.encode_seconds),
         },

@@ -156,7 +156,16 @@ pub fn summary(t: &Trial) -> String {
         u.cpu_seconds, t.wall_seconds, u.cores_used, u.cores, u.peak_rss_mib
     ));
     let st = &t.stages;
-    let total = (st.decode_seconds + st.scale_seconds + st.encode_seconds).max(1e-9);
+    let total =
+        (st.decode_seconds + st.diffuse_seconds + st.scale_seconds + st.encode_seconds).max(1e-9);
+    if st.diffuse_seconds > 0.0 {
+        s.push_str(&format!(
+            "diffuse   {:.1} s ({:.0}% of stage time), {:.2} frames/s per stream\n",
+            st.diffuse_seconds,
+            100.0 * st.diffuse_seconds / total,
+            st.diffuse_fps
+        ));
+    }
     s.push_str(&format!(
         "stages    decode {:.1} s ({:.0}%), scale {:.1} s ({:.0}%), encode+mux {:.1} s ({:.0}%)\n",
         st.decode_seconds,

@@ -57,6 +57,8 @@ pub struct Args {
     /// GPUs without NVENC, for comparison).
     #[arg(long)]
     pub no_nvenc: bool,
+    #[command(flatten)]
+    pub diffuse: super::ai::DiffuseArgs,
     /// Search for the most concurrent live sessions that stay real-time.
     #[arg(long)]
     pub find_max: bool,
@@ -156,6 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     session.kernels = Kernels::detect();
     session.nvdec = !args.no_nvdec;
     session.nvenc = !args.no_nvenc;
+    session.diffuse = args.diffuse.config()?;
     let cfg = BenchConfig {
         inputs,
         session,

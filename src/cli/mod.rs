@@ -1,5 +1,6 @@
 //! Subcommands and their arguments.
 
+mod ai;
 mod bench;
 mod network;
 mod probe;
@@ -76,6 +77,12 @@ pub enum Command {
     /// Run go-livepeer's orchestrator side for trying a transcoder: plays segments to the
     /// transcoders that register and checks what comes back.
     TestOrchestrator(network::OrchestratorArgs),
+    /// Serve the Livepeer AI runner's API (text-to-image, image-to-image, upscale) with a
+    /// local diffusers model on candle, or generate once with --prompt.
+    Ai(ai::AiArgs),
+    /// Write a tiny random-weight diffusers model (for trying `ai` and `--diffuse` without
+    /// real weights).
+    AiTestmodel(ai::TestModelArgs),
     /// PSNR of a rendition against its source scaled by the float64 reference resampler.
     Psnr {
         /// The source segment.
@@ -95,7 +102,10 @@ impl Command {
     /// The log level unless GPUWORKER_LOG says otherwise: servers report what they do.
     pub fn default_log(&self) -> &'static str {
         match self {
-            Command::Transcoder(_) | Command::Serve(_) | Command::TestOrchestrator(_) => {
+            Command::Transcoder(_)
+            | Command::Serve(_)
+            | Command::TestOrchestrator(_)
+            | Command::Ai(_) => {
                 "warn,gpuworker=info"
             }
             _ => "warn",
@@ -111,6 +121,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => bench::run(args),
         Command::Transcoder(args) => network::transcoder(args),
         Command::Serve(args) => network::serve(args),
+        Command::Ai(args) => ai::ai(args),
+        Command::AiTestmodel(args) => ai::test_model(args),
         Command::TestOrchestrator(args) => network::test_orchestrator(args),
         Command::Testsrc {
             out,

@@ -61,6 +61,8 @@ pub struct Args {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub diffuse: super::ai::DiffuseArgs,
 }
 
 fn output_name(name: &str) -> String {
@@ -129,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cfg.kernels = kernels;
     cfg.nvdec = !args.no_nvdec;
     cfg.nvenc = !args.no_nvenc;
+    cfg.diffuse = args.diffuse.config()?;
     let devices = if args.scaler == "cuda" {
         // Without a driver each segment fails with "not available: …", as any GPU error would.
         let found = gpuworker::backend::cuda::probe().devices.len().max(1);
@@ -256,10 +259,17 @@ fn print_summary(reports: &[SegmentReport], wall: f64, scaler: &str) {
     let last = &reports[reports.len() - 1];
     let encoder = last.renditions.first().map_or("-", |r| r.encoder.as_str());
     println!(
-        "wall {wall:.2} s = {:.2}x real time; stage thread time: decode ({}) {:.2} s, scale ({scaler}) {:.2} s, encode ({encoder}) {:.2} s",
+        "wall {wall:.2} s = {:.2}x real time; stage thread time: decode ({}) {:.2} s,{} scale ({scaler}) {:.2} s, encode ({encoder}) {:.2} s",
         media / wall,
         last.decoder,
         sum(|r| r.decode_seconds),
+        match sum(|r| r.diffuse_seconds) {
+            0.0 => String::new(),
+            d => format!(
+                " diffuse {d:.2} s ({:.2} frames/s),",
+                sum(|r| r.decoded_frames as f64) / d
+            ),
+        },
         sum(|r| r.scale_seconds),
         sum(|r| r.encode_seconds)
     );

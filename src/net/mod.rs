@@ -1,8 +1,11 @@
-//! Network front ends: the go-livepeer remote transcoder (`transcoder`), the HTTP API (`serve`)
+//! Network front ends: the go-livepeer remote transcoder (`transcoder`), the HTTP API (`serve`),
+//! the AI runner-compatible API (`ai_runner`, requests read by `ai_params`)
 //! and a test orchestrator that speaks go-livepeer's side of the protocol (`test_orchestrator`),
 //! plus what they share: the protocol messages (`proto`), capabilities, profiles from the
 //! wire, segment download, result bodies, TLS and metrics.
 
+pub mod ai_params;
+pub mod ai_runner;
 pub mod capabilities;
 pub mod download;
 pub mod metrics;

@@ -43,6 +43,8 @@ pub struct SegmentReport {
     /// Wall time of the whole segment and CPU time spent in each stage, in seconds.
     pub wall_seconds: f64,
     pub decode_seconds: f64,
+    /// Image-to-image on the decoded frames (0 without a diffuse stage).
+    pub diffuse_seconds: f64,
     pub scale_seconds: f64,
     pub encode_seconds: f64,
 }

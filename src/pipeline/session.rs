@@ -54,6 +54,8 @@ pub struct SessionConfig {
     pub service: String,
     /// Segments a session holds at once (queued or in progress); more are refused as busy.
     pub depth: usize,
+    /// Image-to-image on every decoded frame before scaling (`transcode --diffuse`).
+    pub diffuse: Option<crate::diffusion::video::DiffuseConfig>,
 }
 
 impl SessionConfig {
@@ -68,6 +70,7 @@ impl SessionConfig {
             nvenc: true,
             service: format!("gpuworker {}", env!("CARGO_PKG_VERSION")),
             depth: 3,
+            diffuse: None,
         }
     }
 }

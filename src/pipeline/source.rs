@@ -1,4 +1,5 @@
-//! The source stage of a session: demux → decode → scale (every rendition in one pass). It
+//! The source stage of a session: demux → decode → [diffuse] → scale (every rendition in one
+//! pass). It
 //! takes queued segments one at a time, works one packet or one frame per step, and hands
 //! each scaled frame to the rendition stages. When a rendition's frame pool or inbox is
 //! empty it stops and is woken when a buffer comes back: that is the backpressure that keeps
@@ -6,6 +7,7 @@
 
 use crate::backend::cpu::{decode::CpuDecoder, scale::CpuScaler};
 use crate::backend::cuda::{decode::NvdecDecoder, scale::CudaScaler};
+use crate::diffusion::video::FrameDiffuser;
 use crate::error::{Error, Result};
 use crate::media::demux::{pixel_format_supported, pixel_name, Segment};
 use crate::media::frame::make_writable;
@@ -42,6 +44,7 @@ struct Current {
     end_pts: Option<i64>,
     frame_ticks: i64,
     decode: Duration,
+    diffuse: Duration,
     scale: Duration,
 }
 
@@ -50,6 +53,7 @@ pub(crate) struct Source {
     link: Arc<Link>,
     decoder: Option<Box<dyn VideoDecoder>>,
     scaler: Option<Box<dyn MultiScaler>>,
+    diffuser: Option<FrameDiffuser>,
     source_size: Option<(u32, u32)>,
     sizes: Vec<(u32, u32)>,
     /// Buffers of the current size handed out per rendition (the pool's bound).
@@ -71,6 +75,7 @@ impl Source {
             link,
             decoder: None,
             scaler: None,
+            diffuser: None,
             source_size: None,
             sizes: Vec::with_capacity(n),
             allocated: vec![0; n],
@@ -172,6 +177,7 @@ impl Source {
             first_pts: None,
             end_pts: None,
             decode: Duration::ZERO,
+            diffuse: Duration::ZERO,
             scale: Duration::ZERO,
         });
     }
@@ -179,8 +185,10 @@ impl Source {
     /// Sets up the decoder and scaler for this segment's source, reusing what still fits.
     fn prepare(&mut self, seg: &Segment) -> Result<()> {
         // NVDEC where the session's GPU decodes this stream, else the CPU.
+        // (The diffuse stage reads host frames: with it, decoding stays on the CPU.)
         let nvdec = self.cfg.cuda_device.filter(|&d| {
             self.cfg.nvdec
+                && self.cfg.diffuse.is_none()
                 && crate::backend::cuda::decode::codec_for(seg)
                     .is_some_and(|c| crate::backend::cuda::engines::engines(d).decodes(c))
         });
@@ -192,6 +200,11 @@ impl Source {
                 Some(device) => Box::new(NvdecDecoder::open(seg, device)?),
                 None => Box::new(CpuDecoder::open(seg, self.cfg.threads)?),
             });
+        }
+        if let (Some(d), None) = (&self.cfg.diffuse, &self.diffuser) {
+            self.diffuser = Some(
+                FrameDiffuser::new(d.clone()).map_err(|e| Error::codec("diffuse", e))?,
+            );
         }
         let src = (seg.width, seg.height);
         if self.source_size != Some(src) {
@@ -270,6 +283,7 @@ impl Source {
             duration: ticks as f64 * f64::from(cur.seg.time_base),
             decoder: self.decoder.as_ref().map_or("none", |d| d.name()),
             decode: cur.decode,
+            diffuse: cur.diffuse,
             scale: cur.scale,
         }));
         self.segments += 1;
@@ -363,6 +377,13 @@ impl Source {
     fn hand_on(&mut self) -> Result<Step> {
         let cur = self.cur.as_mut().expect("current segment");
         if !cur.scaled_ready {
+            if let Some(d) = self.diffuser.as_mut() {
+                let t = Instant::now();
+                make_writable(&mut self.decoded).map_err(|e| Error::codec("diffuse", e))?;
+                d.process(&mut self.decoded)
+                    .map_err(|e| Error::codec("diffuse", e))?;
+                cur.diffuse += t.elapsed();
+            }
             let t = Instant::now();
             for f in &mut self.scaled {
                 if f.format() != ff::format::Pixel::CUDA {

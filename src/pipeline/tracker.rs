@@ -25,6 +25,7 @@ pub(crate) struct SourcePart {
     /// The decoder that read it ("libavcodec", "nvdec").
     pub decoder: &'static str,
     pub decode: Duration,
+    pub diffuse: Duration,
     pub scale: Duration,
 }
 
@@ -165,6 +166,7 @@ impl Tracker {
             renditions,
             wall_seconds: self.submitted.elapsed().as_secs_f64(),
             decode_seconds: source.decode.as_secs_f64(),
+            diffuse_seconds: source.diffuse.as_secs_f64(),
             scale_seconds: source.scale.as_secs_f64(),
             encode_seconds: encode.as_secs_f64(),
         })

@@ -144,3 +144,12 @@ pub fn probe() -> CudaInfo {
         devices,
     }
 }
+
+/// Free memory of CUDA device `index` in bytes (its primary context is made current).
+pub fn free_memory(index: usize) -> Option<u64> {
+    let ctx = cudarc::driver::CudaContext::new(index).ok()?;
+    ctx.bind_to_thread().ok()?;
+    cudarc::driver::result::mem_get_info()
+        .ok()
+        .map(|(free, _)| free as u64)
+}

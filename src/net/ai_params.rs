@@ -1,0 +1,422 @@
+//! Requests of the AI runner's generate routes, read and checked the way its FastAPI app
+//! does: JSON (`/text-to-image`) or multipart form (`/image-to-image`, `/upscale`) fields with
+//! the schema's names and defaults (`ai-runner-openapi.yaml`); a missing or mistyped field is
+//! a 422 with pydantic's `{"detail": [{loc, msg, type}]}`, a value the pipeline refuses is a
+//! 400 with `{"detail": {"msg"}}`.
+
+use crate::diffusion::model::{Request, Task};
+use crate::diffusion::picture::Rgb;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// The pipelines this worker serves (one per process, as the runner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pipeline {
+    TextToImage,
+    ImageToImage,
+    Upscale,
+}
+
+impl Pipeline {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipeline::TextToImage => "text-to-image",
+            Pipeline::ImageToImage => "image-to-image",
+            Pipeline::Upscale => "upscale",
+        }
+    }
+
+    /// The runner's answer to an error it has no specific message for.
+    pub fn default_error(self) -> &'static str {
+        match self {
+            Pipeline::TextToImage => "Text-to-image pipeline error.",
+            Pipeline::ImageToImage => "Image-to-image pipeline error.",
+            Pipeline::Upscale => "Upscale pipeline error.",
+        }
+    }
+
+    /// The runner's answer to an out-of-memory error.
+    pub fn oom_error(self) -> &'static str {
+        match self {
+            Pipeline::TextToImage => "Out of memory error. Try reducing output image resolution.",
+            _ => "Out of memory error. Try reducing input image resolution.",
+        }
+    }
+}
+
+/// An error answer in the runner's envelopes.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422: fields missing or of the wrong type.
+    Validation(Vec<Value>),
+    /// 400, 401, 413, 500, 503 with `{"detail": {"msg"}}`.
+    Status(StatusCode, String),
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError::Status(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Validation(detail) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({ "detail": detail })),
+            )
+                .into_response(),
+            ApiError::Status(status, msg) => {
+                let mut r = (status, axum::Json(json!({"detail": {"msg": msg}}))).into_response();
+                if status == StatusCode::UNAUTHORIZED {
+                    r.headers_mut()
+                        .insert("www-authenticate", "Bearer".parse().expect("header"));
+                }
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    r.headers_mut()
+                        .insert("retry-after", "1".parse().expect("header"));
+                }
+                r
+            }
+        }
+    }
+}
+
+/// What a server accepts (beyond the schema, which sets no bounds).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest width or height, in or out, in pixels.
+    pub max_side: usize,
+    pub max_steps: usize,
+    pub max_images: usize,
+}
+
+/// One request: `images` generations of `base`, image i with seed `seed + i`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub base: Request,
+    pub seed: i64,
+    pub images: usize,
+    pub model_id: String,
+}
+
+/// A form part: text, or a file's bytes.
+pub enum Part {
+    Text(String),
+    File(Bytes),
+}
+
+enum Fields<'a> {
+    Json(&'a Map<String, Value>),
+    Form(&'a HashMap<String, Part>),
+}
+
+/// Reads typed fields, collecting every problem as pydantic would report it.
+struct Reader<'a> {
+    fields: Fields<'a>,
+    errors: Vec<Value>,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, name: &str, kind: &str, msg: &str) {
+        self.errors
+            .push(json!({"loc": ["body", name], "msg": msg, "type": kind}));
+    }
+
+    /// The raw value; JSON null counts as absent (the runner's optional fields).
+    fn raw(&self, name: &str) -> Option<Result<&Value, &Part>> {
+        match &self.fields {
+            Fields::Json(m) => m.get(name).filter(|v| !v.is_null()).map(Ok),
+            Fields::Form(m) => m.get(name).map(Err),
+        }
+    }
+
+    fn string(&mut self, name: &str, required: bool) -> Option<String> {
+        match self.raw(name) {
+            None if required => {
+                self.fail(name, "missing", "Field required");
+                None
+            }
+            None => None,
+            Some(Ok(Value::String(s))) | Some(Err(Part::Text(s))) => Some(s.clone()),
+            Some(Err(Part::File(b))) => Some(String::from_utf8_lossy(b).into_owned()),
+            Some(Ok(_)) => {
+                self.fail(name, "string_type", "Input should be a valid string");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, name: &str) -> Option<i64> {
+        match self.raw(name) {
+            None => None,
+            Some(Ok(v)) => match v.as_i64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            }) {
+                Some(i) => Some(i),
+                None => {
+                    self.fail(name, "int_type", "Input should be a valid integer");
+                    None
+                }
+            },
+            Some(Err(p)) => match form_text(p).trim().parse::<i64>() {
+                Ok(i) => Some(i),
+                Err(_) => {
+                    self.fail(
+                        name,
+                        "int_parsing",
+                        "Input should be a valid integer, unable to parse string as an integer",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn float(&mut self, name: &str) -> Option<f64> {
+        match self.raw(name) {
+            None => None,
+            Some(Ok(v)) => match v.as_f64() {
+                Some(f) => Some(f),
+                None => {
+                    self.fail(name, "float_type", "Input should be a valid number");
+                    None
+                }
+            },
+            Some(Err(p)) => match form_text(p).trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => Some(f),
+                _ => {
+                    self.fail(
+                        name,
+                        "float_parsing",
+                        "Input should be a valid number, unable to parse string as a number",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn boolean(&mut self, name: &str) -> Option<bool> {
+        match self.raw(name) {
+            None => None,
+            Some(Ok(Value::Bool(b))) => Some(*b),
+            Some(Ok(_)) => {
+                self.fail(name, "bool_type", "Input should be a valid boolean");
+                None
+            }
+            Some(Err(p)) => match form_text(p).trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "t" | "yes" | "y" | "on" => Some(true),
+                "0" | "false" | "f" | "no" | "n" | "off" => Some(false),
+                _ => {
+                    self.fail(
+                        name,
+                        "bool_parsing",
+                        "Input should be a valid boolean, unable to interpret input",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn file(&mut self, name: &str) -> Option<Bytes> {
+        match self.raw(name) {
+            Some(Err(Part::File(b))) => Some(b.clone()),
+            Some(Err(Part::Text(s))) => Some(Bytes::from(s.clone().into_bytes())),
+            _ => {
+                self.fail(name, "missing", "Field required");
+                None
+            }
+        }
+    }
+}
+
+fn form_text(p: &Part) -> String {
+    match p {
+        Part::Text(s) => s.clone(),
+        Part::File(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// The JSON body of `/text-to-image`.
+pub fn json_fields(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::Validation(vec![json!({
+            "loc": ["body"], "type": "model_attributes_type",
+            "msg": "Input should be a valid dictionary or object to extract fields from",
+        })])),
+        Err(e) => Err(ApiError::Validation(vec![json!({
+            "loc": ["body", e.column()], "type": "json_invalid", "msg": "JSON decode error",
+            "ctx": {"error": e.to_string()},
+        })])),
+    }
+}
+
+/// Reads a generate request of `pipeline`, applying the runner's defaults and our limits.
+pub fn job(
+    pipeline: Pipeline,
+    json: Option<&Map<String, Value>>,
+    form: Option<&HashMap<String, Part>>,
+    lim: Limits,
+    factor: usize,
+) -> Result<Job, ApiError> {
+    let mut r = Reader {
+        fields: match (json, form) {
+            (Some(j), _) => Fields::Json(j),
+            (None, Some(f)) => Fields::Form(f),
+            (None, None) => unreachable!("a body of some kind"),
+        },
+        errors: Vec::new(),
+    };
+    let prompt = r.string("prompt", true);
+    let image = (pipeline != Pipeline::TextToImage)
+        .then(|| r.file("image"))
+        .flatten();
+    let model_id = r.string("model_id", false).unwrap_or_default();
+    let loras = match pipeline {
+        Pipeline::Upscale => None,
+        _ => r.string("loras", false),
+    };
+    let (width, height) = match pipeline {
+        Pipeline::TextToImage => (r.int("width"), r.int("height")),
+        _ => (None, None),
+    };
+    let guidance = match pipeline {
+        Pipeline::Upscale => None,
+        _ => r.float("guidance_scale"),
+    };
+    let negative = match pipeline {
+        Pipeline::Upscale => None,
+        _ => r.string("negative_prompt", false),
+    };
+    let strength = match pipeline {
+        Pipeline::ImageToImage => r.float("strength"),
+        _ => None,
+    };
+    if pipeline == Pipeline::ImageToImage {
+        r.float("image_guidance_scale");
+    }
+    r.boolean("safety_check");
+    let seed = r.int("seed");
+    let steps = r.int("num_inference_steps");
+    let images = match pipeline {
+        Pipeline::Upscale => None,
+        _ => r.int("num_images_per_prompt"),
+    };
+    if !r.errors.is_empty() {
+        return Err(ApiError::Validation(r.errors));
+    }
+    let prompt = prompt.expect("checked");
+    if prompt.trim().is_empty() {
+        return Err(ApiError::bad("Prompt must be provided."));
+    }
+    if loras.is_some_and(|l| !l.trim().is_empty()) {
+        return Err(ApiError::bad(
+            "LoRAs are not supported by this worker; leave `loras` empty.",
+        ));
+    }
+    // The runner drops step counts below 1 and uses its default.
+    let default_steps = match pipeline {
+        Pipeline::TextToImage => 50,
+        Pipeline::ImageToImage => 100,
+        Pipeline::Upscale => 75,
+    };
+    let steps = match steps {
+        Some(s) if s >= 1 => s as usize,
+        _ => default_steps,
+    };
+    if steps > lim.max_steps {
+        return Err(ApiError::bad(format!(
+            "`num_inference_steps` must be between 1 and {} but is {steps}.",
+            lim.max_steps
+        )));
+    }
+    let images = images.unwrap_or(1);
+    if images < 1 || images as usize > lim.max_images {
+        return Err(ApiError::bad(format!(
+            "`num_images_per_prompt` must be between 1 and {} but is {images}.",
+            lim.max_images
+        )));
+    }
+    let strength = strength.unwrap_or(0.8);
+    if !(0.0..=1.0).contains(&strength) {
+        return Err(ApiError::bad(format!(
+            "`strength` must be between 0 and 1 but is {strength}."
+        )));
+    }
+    let seed = match seed {
+        // The upscale route treats 0 as unset.
+        Some(0) if pipeline == Pipeline::Upscale => None,
+        s => s,
+    }
+    .unwrap_or_else(|| rand::random::<u32>() as i64);
+    let check_size = |w: i64, h: i64, what: &str| -> Result<(), ApiError> {
+        if w < 1 || h < 1 || w as usize > lim.max_side || h as usize > lim.max_side {
+            return Err(ApiError::bad(format!(
+                "{what} {w}x{h} is out of range: width and height must be between 1 and {}.",
+                lim.max_side
+            )));
+        }
+        Ok(())
+    };
+    let task = match pipeline {
+        Pipeline::TextToImage => {
+            let (w, h) = (width.unwrap_or(1024), height.unwrap_or(576));
+            check_size(w, h, "image size")?;
+            if w as usize % factor != 0 || h as usize % factor != 0 {
+                return Err(ApiError::bad(format!(
+                    "`height` and `width` have to be divisible by {factor} but are {h} and {w}."
+                )));
+            }
+            Task::Text {
+                width: w as usize,
+                height: h as usize,
+            }
+        }
+        _ => {
+            let img = Rgb::decode(&image.expect("checked")).map_err(|e| ApiError::bad(e.to_string()))?;
+            let (w, h) = (img.width as i64, img.height as i64);
+            check_size(w, h, "input image")?;
+            if pipeline == Pipeline::Upscale {
+                check_size(w * factor as i64, h * factor as i64, "upscaled image")?;
+                Task::Upscale { image: img }
+            } else {
+                // diffusers' image processor rounds down to the VAE's multiple.
+                let (rw, rh) = (img.width / factor * factor, img.height / factor * factor);
+                if rw == 0 || rh == 0 {
+                    return Err(ApiError::bad(format!(
+                        "input image {w}x{h} is smaller than {factor}x{factor}."
+                    )));
+                }
+                Task::Image {
+                    image: img.resized(rw, rh),
+                    strength,
+                }
+            }
+        }
+    };
+    Ok(Job {
+        base: Request {
+            prompt,
+            negative_prompt: negative.unwrap_or_default(),
+            guidance_scale: guidance.unwrap_or(match pipeline {
+                Pipeline::Upscale => 9.0,
+                _ => 7.5,
+            }),
+            steps,
+            seed: seed as u64,
+            task,
+        },
+        seed,
+        images: images as usize,
+        model_id,
+    })
+}

@@ -1,0 +1,333 @@
+//! `gpuworker ai --listen`: an HTTP service that answers like Livepeer's AI runner
+//! (`ai-runner-openapi.yaml`), so an orchestrator's `aiModels.json` can point at it as an
+//! external container. One pipeline and one model per process, as the runner.
+//!
+//! * `POST /text-to-image` (JSON), `/image-to-image` and `/upscale` (multipart), each also
+//!   with a trailing `/`; only the loaded pipeline's route exists.
+//! * `GET /health`, `/version`, `/hardware/info`, `/hardware/stats`.
+//!
+//! Generations run one at a time (as in the runner, whose routes block its single worker),
+//! images of a request one after another with seeds seed, seed+1, ...; a request that would
+//! not fit in memory is refused with the runner's 500 out-of-memory answer.
+
+use super::ai_params::{self, ApiError, Job, Limits, Part, Pipeline};
+use crate::diffusion::model::Model;
+use crate::diffusion::DiffusionError;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct AiConfig {
+    pub listen: SocketAddr,
+    pub pipeline: Pipeline,
+    /// Reported by /version and /hardware/*, and checked against requests' `model_id`.
+    pub model_id: String,
+    /// Require `Authorization: Bearer <token>` on the generate routes (the runner's AUTH_TOKEN).
+    pub token: Option<String>,
+    pub max_body: usize,
+    pub limits: Limits,
+    /// Requests that may wait for the model; more are answered 503.
+    pub max_queue: usize,
+    /// The version /version reports.
+    pub version: String,
+    /// The CUDA device the model runs on (for /hardware/*), if any.
+    pub cuda_device: Option<usize>,
+}
+
+struct App {
+    cfg: AiConfig,
+    model: Arc<Model>,
+    gate: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+    /// Nanoseconds spent generating, and when /hardware/stats last looked.
+    busy_ns: AtomicU64,
+    last_stats: Mutex<(Instant, u64)>,
+}
+
+/// Serves until `stop` resolves.
+pub async fn run(
+    cfg: AiConfig,
+    model: Arc<Model>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    eprintln!(
+        "ai: {} with {} listening on http://{}",
+        cfg.pipeline.name(),
+        cfg.model_id,
+        listener.local_addr()?
+    );
+    let route = format!("/{}", cfg.pipeline.name());
+    let app = Arc::new(App {
+        cfg,
+        model,
+        gate: tokio::sync::Semaphore::new(1),
+        waiting: AtomicUsize::new(0),
+        busy_ns: AtomicU64::new(0),
+        last_stats: Mutex::new((Instant::now(), 0)),
+    });
+    let mut router = axum::Router::new();
+    for (path, handler) in [
+        ("/health", get(health)),
+        ("/version", get(version)),
+        ("/hardware/info", get(hardware_info)),
+        ("/hardware/stats", get(hardware_stats)),
+        (route.as_str(), post(generate)),
+    ] {
+        router = router
+            .route(path, handler.clone())
+            .route(&format!("{path}/"), handler);
+    }
+    let router = router
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(app);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await?;
+    Ok(())
+}
+
+async fn health() -> Response {
+    axum::Json(json!({"status": "OK"})).into_response()
+}
+
+async fn version(State(app): State<Arc<App>>) -> Response {
+    axum::Json(json!({
+        "pipeline": app.cfg.pipeline.name(),
+        "model_id": app.cfg.model_id,
+        "version": app.cfg.version,
+    }))
+    .into_response()
+}
+
+/// Per GPU: id, name, memory and compute capability (empty on a CPU-only worker).
+fn gpus(app: &App) -> Vec<(String, Value)> {
+    let Some(index) = app.cfg.cuda_device else {
+        return Vec::new();
+    };
+    let info = crate::backend::cuda::probe();
+    info.devices
+        .iter()
+        .filter(|d| d.index == index)
+        .map(|d| {
+            let total = d.memory_mib << 20;
+            let free = crate::backend::cuda::free_memory(d.index).unwrap_or(total);
+            let (major, minor) = d
+                .compute_capability
+                .split_once('.')
+                .map(|(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)))
+                .unwrap_or((0u32, 0u32));
+            (
+                d.index.to_string(),
+                json!({"id": d.index.to_string(), "name": d.name, "memory_total": total,
+                       "memory_free": free, "major": major, "minor": minor}),
+            )
+        })
+        .collect()
+}
+
+async fn hardware_info(State(app): State<Arc<App>>) -> Response {
+    let gpu_info: serde_json::Map<String, Value> = gpus(&app).into_iter().collect();
+    axum::Json(json!({
+        "pipeline": app.cfg.pipeline.name(),
+        "model_id": app.cfg.model_id,
+        "gpu_info": gpu_info,
+    }))
+    .into_response()
+}
+
+async fn hardware_stats(State(app): State<Arc<App>>) -> Response {
+    // Utilisation is this runner's share of time spent generating since the last look
+    // (measured here; no NVML counters are read).
+    let busy = app.busy_ns.load(Ordering::Relaxed);
+    let util = {
+        let mut last = app.last_stats.lock().expect("stats lock");
+        let span = last.0.elapsed().as_nanos().max(1) as u64;
+        let pct = ((busy - last.1) * 100 / span).min(100);
+        *last = (Instant::now(), busy);
+        pct
+    };
+    let gpu_stats: serde_json::Map<String, Value> = gpus(&app)
+        .into_iter()
+        .map(|(k, v)| {
+            let s = json!({"id": v["id"], "name": v["name"], "memory_total": v["memory_total"],
+                           "memory_free": v["memory_free"], "utilization_compute": util,
+                           "utilization_memory": util});
+            (k, s)
+        })
+        .collect();
+    axum::Json(json!({
+        "pipeline": app.cfg.pipeline.name(),
+        "model_id": app.cfg.model_id,
+        "gpu_stats": gpu_stats,
+    }))
+    .into_response()
+}
+
+fn authorized(app: &App, headers: &HeaderMap) -> bool {
+    let Some(token) = &app.cfg.token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.as_bytes() == token.as_bytes())
+}
+
+/// The body, up to the limit.
+async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::Status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body exceeds the limit of {max} bytes."),
+            ))
+        }
+        Err(e) => Err(ApiError::bad(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// The parts of a multipart form, by name (files as bytes).
+async fn form(headers: &HeaderMap, body: bytes::Bytes) -> Result<HashMap<String, Part>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(ct) else {
+        // FastAPI reads no form at all: every required field is missing.
+        return Ok(HashMap::new());
+    };
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let mut parts = HashMap::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(ApiError::bad(format!("malformed multipart body: {e}"))),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        let is_file = field.file_name().is_some();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::bad(format!("malformed multipart body: {e}")))?;
+        let part = if is_file {
+            Part::File(data)
+        } else {
+            Part::Text(String::from_utf8_lossy(&data).into_owned())
+        };
+        parts.insert(name, part);
+    }
+    Ok(parts)
+}
+
+async fn generate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match generate_inner(&app, &headers, body).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn generate_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    if !authorized(app, headers) {
+        return Err(ApiError::Status(
+            StatusCode::UNAUTHORIZED,
+            "Invalid bearer token.".into(),
+        ));
+    }
+    let body = read_body(body, app.cfg.max_body).await?;
+    let pipeline = app.cfg.pipeline;
+    let factor = app.model.factor();
+    let mut job = if pipeline == Pipeline::TextToImage {
+        let fields = ai_params::json_fields(&body)?;
+        ai_params::job(pipeline, Some(&fields), None, app.cfg.limits, factor)?
+    } else {
+        let parts = form(headers, body).await?;
+        ai_params::job(pipeline, None, Some(&parts), app.cfg.limits, factor)?
+    };
+    if !job.model_id.is_empty() && job.model_id != app.cfg.model_id {
+        return Err(ApiError::bad(format!(
+            "pipeline configured with {} but called with {}.",
+            app.cfg.model_id, job.model_id
+        )));
+    }
+    // Distilled one-step models ignore guidance (the runner forces 0 for these IDs).
+    let id = app.cfg.model_id.to_ascii_lowercase();
+    if id.contains("turbo") || id.contains("lightning") {
+        job.base.guidance_scale = 0.0;
+    }
+    if app.waiting.fetch_add(1, Ordering::SeqCst) >= app.cfg.max_queue {
+        app.waiting.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::Status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The runner is busy; try again.".into(),
+        ));
+    }
+    let permit = app.gate.acquire().await;
+    app.waiting.fetch_sub(1, Ordering::SeqCst);
+    let _permit = permit.map_err(|_| ApiError::Status(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let started = Instant::now();
+    let model = app.model.clone();
+    let result = tokio::task::spawn_blocking(move || run_job(&model, &job)).await;
+    app.busy_ns
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    match result {
+        Ok(Ok(images)) => Ok(json!({ "images": images })),
+        Ok(Err(e)) => {
+            tracing::warn!("{}: {e}", pipeline.name());
+            Err(match e {
+                DiffusionError::Input(msg) => ApiError::bad(msg),
+                e if e.is_oom() => ApiError::Status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pipeline.oom_error().into(),
+                ),
+                _ => ApiError::Status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pipeline.default_error().into(),
+                ),
+            })
+        }
+        Err(e) => {
+            tracing::error!("{}: generation panicked: {e}", pipeline.name());
+            Err(ApiError::Status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pipeline.default_error().into(),
+            ))
+        }
+    }
+}
+
+/// Generates the job's images one after another (seed + i), as the runner does.
+fn run_job(model: &Model, job: &Job) -> Result<Vec<Value>, DiffusionError> {
+    let mut out = Vec::with_capacity(job.images);
+    for i in 0..job.images {
+        let seed = job.seed.wrapping_add(i as i64);
+        let mut req = job.base.clone();
+        req.seed = seed as u64;
+        let t = Instant::now();
+        let img = model.generate(&req)?;
+        tracing::info!(
+            "image {}/{} {}x{} seed {seed}: {:.2} s",
+            i + 1,
+            job.images,
+            img.width,
+            img.height,
+            t.elapsed().as_secs_f64()
+        );
+        out.push(json!({"url": img.png_data_url(), "seed": seed, "nsfw": false}));
+    }
+    Ok(out)
+}
