@@ -6,6 +6,8 @@ use gpuworker::diffusion::picture::Rgb;
 use gpuworker::diffusion::tiny::{self, TinyKind};
 use std::path::PathBuf;
 
+mod common;
+
 fn model(kind: TinyKind, name: &str) -> (tempdir::Dir, Model) {
     let dir = tempdir::Dir::new(name);
     let path = dir.0.join("model");
@@ -18,7 +20,8 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new(name: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("gpuworker-diffusion-{name}-{}", std::process::id()));
+            let p = std::env::temp_dir()
+                .join(format!("gpuworker-diffusion-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
@@ -38,7 +41,10 @@ fn t2i(seed: u64, prompt: &str) -> Request {
         guidance_scale: 7.5,
         steps: 3,
         seed,
-        task: Task::Text { width: 64, height: 48 },
+        task: Task::Text {
+            width: 64,
+            height: 48,
+        },
     }
 }
 
@@ -51,4 +57,152 @@ fn text_to_image_is_deterministic_by_seed_and_prompt() {
     assert_ne!(a, m.generate(&t2i(6, "a cat and the dog")).unwrap());
     assert_ne!(a, m.generate(&t2i(5, "a red fox")).unwrap());
     let _: PathBuf = m.files.dir.clone();
+}
+
+#[test]
+fn image_to_image_upscale_and_model_errors() {
+    let (_d, m) = model(TinyKind::Turbo, "i2i");
+    let img = Rgb {
+        width: 40,
+        height: 24,
+        data: (0..40 * 24 * 3).map(|i| (i % 251) as u8).collect(),
+    };
+    let req = |strength: f64| Request {
+        prompt: "oil painting".into(),
+        negative_prompt: String::new(),
+        guidance_scale: 0.0,
+        steps: 2,
+        seed: 1,
+        task: Task::Image {
+            image: img.clone(),
+            strength,
+        },
+    };
+    let a = m.generate(&req(0.5)).unwrap();
+    assert_eq!((a.width, a.height), (40, 24));
+    assert_eq!(a, m.generate(&req(0.5)).unwrap());
+    assert_ne!(a, m.generate(&req(1.0)).unwrap());
+
+    let (_u, up) = model(TinyKind::Upscaler, "up");
+    let out = up
+        .generate(&Request {
+            task: Task::Upscale { image: img.clone() },
+            ..req(0.0)
+        })
+        .unwrap();
+    assert_eq!((out.width, out.height), (160, 96));
+    // An upscaler refuses the other tasks and vice versa, naming the problem.
+    let e = up.generate(&req(0.5)).unwrap_err().to_string();
+    assert!(e.contains("upscale"), "{e}");
+
+    let dir = tempdir::Dir::new("bad");
+    let e = Model::load(&dir.0, gpuworker::diffusion::device(None).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("model_index.json"), "{e}");
+    let e = gpuworker::diffusion::device(Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("not available"), "{e}");
+}
+
+/// Live video-to-video: `transcode --diffuse` runs every decoded frame through a one-step
+/// turbo model before the ladder; ffprobe checks the renditions, and `bench` reports the
+/// stage's frames per second.
+#[test]
+fn transcode_and_bench_with_a_diffuse_stage() {
+    let dir = common::scratch("diffuse-video");
+    let m = dir.join("turbo");
+    let out = common::gpuworker(&["ai-testmodel", m.to_str().unwrap(), "--kind", "turbo"]);
+    assert!(out.status.success());
+    let segs = dir.join("segs");
+    std::fs::create_dir_all(&segs).unwrap();
+    let clip = segs.join("seg0.ts");
+    common::make_clip(&clip, "132x76", 10, 1.0, 10, &[]);
+    let ladder = r#"[{"name":"small","width":96,"height":54,"bitrate":300000,"fps":0}]"#;
+    let run = |out: &str, diffuse: bool| {
+        let mut args = vec![
+            "transcode",
+            clip.to_str().unwrap(),
+            "--profiles",
+            ladder,
+            "--json",
+            "--quiet",
+            "--out",
+        ];
+        let o = dir.join(out);
+        args.push(o.to_str().unwrap());
+        if diffuse {
+            args.extend([
+                "--diffuse",
+                m.to_str().unwrap(),
+                "--prompt",
+                "a watercolour",
+            ]);
+        }
+        let r = common::gpuworker(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        (o.join("small/seg0.ts"), report)
+    };
+    let (plain, plain_report) = run("plain", false);
+    let (diffused, report) = run("diffused", true);
+    let seg = &report["segments"][0];
+    assert!(seg["diffuse_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(
+        common::probe_video(&diffused, "stream", "codec_name"),
+        "h264"
+    );
+    assert_eq!(common::probe_video(&diffused, "stream", "width"), "96");
+    let frames = |r: &serde_json::Value| r["segments"][0]["renditions"][0]["frames"].clone();
+    assert_eq!(frames(&report), frames(&plain_report));
+    assert_eq!(seg["decoded_frames"], 10);
+    // The pictures changed: PSNR against the plain transcode is far below a re-encode's.
+    let psnr = common::gpuworker(&[
+        "psnr",
+        clip.to_str().unwrap(),
+        diffused.to_str().unwrap(),
+        "--json",
+    ]);
+    let p: serde_json::Value = serde_json::from_slice(&psnr.stdout).unwrap();
+    let plain_psnr = common::gpuworker(&[
+        "psnr",
+        clip.to_str().unwrap(),
+        plain.to_str().unwrap(),
+        "--json",
+    ]);
+    let q: serde_json::Value = serde_json::from_slice(&plain_psnr.stdout).unwrap();
+    assert!(
+        p["y"].as_f64().unwrap() + 10.0 < q["y"].as_f64().unwrap(),
+        "diffused {p} vs plain {q}"
+    );
+
+    let report = dir.join("bench.json");
+    let b = common::gpuworker(&[
+        "bench",
+        "--in",
+        segs.to_str().unwrap(),
+        "--offline",
+        "--sessions",
+        "1",
+        "--profiles",
+        ladder,
+        "--diffuse",
+        m.to_str().unwrap(),
+        "--prompt",
+        "ink",
+        "--report",
+        report.to_str().unwrap(),
+        "--out",
+        dir.join("bench").to_str().unwrap(),
+    ]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let text = String::from_utf8_lossy(&b.stdout);
+    assert!(text.contains("frames/s per stream"), "{text}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let fps = r["trials"][0]["stages"]["diffuse_fps"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(fps > 0.0, "{r}");
 }

@@ -89,8 +89,8 @@ fn scale_kernel_twin_equals_the_rust_scaler_bit_for_bit() {
         let (cw, _) = chroma_size(w, h);
         // Pitches padded as decoders and NVDEC surfaces pad them.
         let mut src = Nv12::new(w, h, w + 64 + w % 3, 2 * cw + 32);
-        src.y.iter_mut().for_each(|b| *b = rng.gen());
-        src.uv.iter_mut().for_each(|b| *b = rng.gen());
+        src.y.iter_mut().for_each(|b| *b = rng.random());
+        src.uv.iter_mut().for_each(|b| *b = rng.random());
         let plan = ScalePlan::new(DEFAULT_KERNEL, (w, h), outs);
         let twin: Vec<[Vec<u8>; 3]> = scale_nv12(&plan, &src).iter().map(to_i420).collect();
         for k in Kernels::available() {
@@ -136,8 +136,8 @@ fn color_kernel_twins_equal_the_rust_reference_bit_for_bit() {
     for (w, h) in [(64, 36), (33, 17), (7, 5), (1, 1), (640, 359)] {
         let (cw, _) = chroma_size(w, h);
         let mut src = Nv12::new(w, h, w + 13, 2 * cw + 6);
-        src.y.iter_mut().for_each(|b| *b = rng.gen());
-        src.uv.iter_mut().for_each(|b| *b = rng.gen());
+        src.y.iter_mut().for_each(|b| *b = rng.random());
+        src.uv.iter_mut().for_each(|b| *b = rng.random());
         let want = color::nv12_to_rgb(&src.y, src.pitch_y, &src.uv, src.pitch_uv, w, h);
         let got = nv12_to_rgb(&src);
         assert!(
@@ -148,7 +148,7 @@ fn color_kernel_twins_equal_the_rust_reference_bit_for_bit() {
         );
         // Model outputs stray outside [0, 1]; the .5 boundaries test the rounding.
         let mut rgb: Vec<f32> = (0..3 * w * h)
-            .map(|_| rng.gen_range(-0.2f32..1.2))
+            .map(|_| rng.random_range(-0.2f32..1.2))
             .collect();
         for (i, v) in rgb.iter_mut().enumerate().step_by(7) {
             *v = ((i % 256) as f32 + 0.5) / 255.0;

@@ -81,9 +81,9 @@ fn simd_matches_portable_bit_exactly() {
     for &(w, h) in &[(1920, 1080), (1918, 1080), (641, 359), (33, 17), (7, 5)] {
         let (cw, ch) = chroma_size(w, h);
         let planes = [
-            (0..w * h).map(|_| rng.gen()).collect::<Vec<u8>>(),
-            (0..cw * ch).map(|_| rng.gen()).collect(),
-            (0..cw * ch).map(|_| rng.gen()).collect(),
+            (0..w * h).map(|_| rng.random()).collect::<Vec<u8>>(),
+            (0..cw * ch).map(|_| rng.random()).collect(),
+            (0..cw * ch).map(|_| rng.random()).collect(),
         ];
         let outs: Vec<(usize, usize)> = vec![
             (426, 240),
@@ -190,9 +190,9 @@ fn nv12_input_equals_i420_input() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let (w, h) = (99, 61);
     let (cw, ch) = chroma_size(w, h);
-    let y: Vec<u8> = (0..w * h).map(|_| rng.gen()).collect();
-    let u: Vec<u8> = (0..cw * ch).map(|_| rng.gen()).collect();
-    let v: Vec<u8> = (0..cw * ch).map(|_| rng.gen()).collect();
+    let y: Vec<u8> = (0..w * h).map(|_| rng.random()).collect();
+    let u: Vec<u8> = (0..cw * ch).map(|_| rng.random()).collect();
+    let v: Vec<u8> = (0..cw * ch).map(|_| rng.random()).collect();
     let uv: Vec<u8> = u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]).collect();
     let outs = [(40, 30), (99, 61)];
     for k in Kernels::available() {

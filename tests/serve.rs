@@ -5,52 +5,16 @@
 
 mod common;
 
+use common::server::{self, Server};
 use common::{frame_types, probe_video, scratch, small_clip, SMALL_LADDER};
 use gpuworker::net::results;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn start(work: &Path, extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
-        .args([
-            "serve",
-            "--listen",
-            &listen,
-            "--work-dir",
-            work.to_str().unwrap(),
-        ])
-        .args(["--profiles", SMALL_LADDER])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://{listen}");
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < end, "serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, base }
+    let mut args = vec!["serve", "--work-dir", work.to_str().unwrap()];
+    args.extend(["--profiles", SMALL_LADDER]);
+    args.extend(extra);
+    server::start(&args)
 }
 
 fn rt() -> tokio::runtime::Runtime {

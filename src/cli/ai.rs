@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Serves the Livepeer AI runner's API for one pipeline and one model \
+#[command(
+    after_help = "Serves the Livepeer AI runner's API for one pipeline and one model \
     (point an orchestrator's aiModels.json at it with \"url\"), or with --prompt generates once \
     and writes PNG files.\n\n\
     Examples:\n  gpuworker ai-testmodel /tmp/tiny-sd            # a tiny random model to try with\n  \
     gpuworker ai --pipeline text-to-image --model /tmp/tiny-sd --listen 127.0.0.1:8000\n  \
     curl -s localhost:8000/text-to-image -H 'Content-Type: application/json' \\\n    \
     -d '{\"prompt\":\"a cat\",\"width\":256,\"height\":256,\"num_inference_steps\":4}'\n  \
-    gpuworker ai --pipeline image-to-image --model sd-turbo/ --prompt 'oil painting' --image in.png")]
+    gpuworker ai --pipeline image-to-image --model sd-turbo/ --prompt 'oil painting' --image in.png"
+)]
 pub struct AiArgs {
     /// The pipeline to serve (env PIPELINE).
     #[arg(long, env = "PIPELINE", value_enum)]
@@ -150,7 +152,7 @@ fn once(args: &AiArgs, model: &Model, prompt: &str) -> anyhow::Result<i32> {
             .as_ref()
             .context("--image is required for this pipeline")?;
         let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-        Ok(Rgb::decode(&bytes).with_context(|| format!("{}", path.display()))?)
+        Rgb::decode(&bytes).with_context(|| format!("{}", path.display()))
     };
     let f = model.factor();
     let task = match args.pipeline {
@@ -251,7 +253,10 @@ impl DiffuseArgs {
             (0.0..=1.0).contains(&self.strength),
             "--strength must be between 0 and 1"
         );
-        anyhow::ensure!(self.diffuse_steps >= 1, "--diffuse-steps must be at least 1");
+        anyhow::ensure!(
+            self.diffuse_steps >= 1,
+            "--diffuse-steps must be at least 1"
+        );
         let model = load(dir, None)?;
         Ok(Some(DiffuseConfig {
             model: Arc::new(model),

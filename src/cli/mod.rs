@@ -105,9 +105,7 @@ impl Command {
             Command::Transcoder(_)
             | Command::Serve(_)
             | Command::TestOrchestrator(_)
-            | Command::Ai(_) => {
-                "warn,gpuworker=info"
-            }
+            | Command::Ai(_) => "warn,gpuworker=info",
             _ => "warn",
         }
     }

@@ -235,7 +235,9 @@ impl ModelFiles {
         }
         Err(DiffusionError::Model {
             dir: self.dir.clone(),
-            problem: format!("{component}/{stem}.safetensors is missing (only safetensors weights are read)"),
+            problem: format!(
+                "{component}/{stem}.safetensors is missing (only safetensors weights are read)"
+            ),
         })
     }
 
@@ -290,6 +292,8 @@ impl ModelFiles {
 
     /// Channels of the image the UNet takes beside the latents (3 for the x4 upscaler).
     pub fn image_channels(&self) -> usize {
-        self.unet.in_channels.saturating_sub(self.vae.latent_channels)
+        self.unet
+            .in_channels
+            .saturating_sub(self.vae.latent_channels)
     }
 }

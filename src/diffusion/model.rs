@@ -18,11 +18,19 @@ use std::path::Path;
 /// What to make.
 #[derive(Debug, Clone)]
 pub enum Task {
-    Text { width: usize, height: usize },
+    Text {
+        width: usize,
+        height: usize,
+    },
     /// `strength` in [0, 1]: how much of the schedule is re-run over the image.
-    Image { image: Rgb, strength: f64 },
+    Image {
+        image: Rgb,
+        strength: f64,
+    },
     /// The output is the input scaled by the VAE's factor (×4 for the x4 upscaler).
-    Upscale { image: Rgb },
+    Upscale {
+        image: Rgb,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -63,10 +71,11 @@ fn weights(
     device: &Device,
 ) -> Result<VarBuilder<'static>, DiffusionError> {
     let path = files.weights(component)?;
-    let tensors = candle_core::safetensors::load(&path, device).map_err(|e| DiffusionError::Model {
-        dir: files.dir.clone(),
-        problem: format!("{}: {e}", path.display()),
-    })?;
+    let tensors =
+        candle_core::safetensors::load(&path, device).map_err(|e| DiffusionError::Model {
+            dir: files.dir.clone(),
+            problem: format!("{}: {e}", path.display()),
+        })?;
     Ok(VarBuilder::from_tensors(tensors, dtype, device))
 }
 
@@ -74,7 +83,11 @@ impl Model {
     /// Loads every component of the diffusers directory `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self, DiffusionError> {
         let files = ModelFiles::read(dir)?;
-        let dtype = if device.is_cpu() { DType::F32 } else { DType::F16 };
+        let dtype = if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::F16
+        };
         let bad = |what: &str, e: candle_core::Error| DiffusionError::Model {
             dir: dir.to_path_buf(),
             problem: format!("{what}: {e}"),
@@ -206,7 +219,8 @@ impl Model {
     ) -> Result<Tensor, DiffusionError> {
         let sched = Scheduler::new(&self.files.scheduler, steps);
         let shape = [1, self.files.vae.latent_channels, lh, lw];
-        let x = (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
+        let x =
+            (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
         let x = self.denoise(cond, &sched, 0, x, None, noise)?;
         self.decode(&x)
     }
@@ -226,7 +240,9 @@ impl Model {
         let run = ((n as f64 * strength.clamp(0.0, 1.0)) as usize).clamp(1, n);
         let start = n - run;
         let latents = (self.vae_encoder.encode(image)? * self.files.vae.scaling_factor)?;
-        let eps = noise.tensor(latents.dims(), &self.device)?.to_dtype(self.dtype)?;
+        let eps = noise
+            .tensor(latents.dims(), &self.device)?
+            .to_dtype(self.dtype)?;
         let x = sched.add_noise(&latents, &eps, start)?;
         let x = self.denoise(cond, &sched, start, x, None, noise)?;
         self.decode(&x)
@@ -242,7 +258,8 @@ impl Model {
         let (_, _, h, w) = image.dims4()?;
         let sched = Scheduler::new(&self.files.scheduler, steps);
         let shape = [1, self.files.vae.latent_channels, h, w];
-        let x = (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
+        let x =
+            (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
         let x = self.denoise(cond, &sched, 0, x, Some(image), noise)?;
         self.decode(&x)
     }

@@ -51,9 +51,13 @@ impl Rgb {
 
     /// `(1, 3, h, w)` in [-1, 1] on `device` as `dtype`.
     pub fn to_tensor(&self, device: &Device, dtype: DType) -> Result<Tensor> {
-        let t = Tensor::from_vec(self.data.clone(), (self.height, self.width, 3), &Device::Cpu)?
-            .permute((2, 0, 1))?
-            .to_dtype(DType::F32)?;
+        let t = Tensor::from_vec(
+            self.data.clone(),
+            (self.height, self.width, 3),
+            &Device::Cpu,
+        )?
+        .permute((2, 0, 1))?
+        .to_dtype(DType::F32)?;
         ((t / 127.5)? - 1.0)?
             .unsqueeze(0)?
             .to_device(device)?
@@ -67,7 +71,13 @@ impl Rgb {
         let v: Vec<f32> = t.permute((1, 2, 0))?.flatten_all()?.to_vec1()?;
         let data = v
             .into_iter()
-            .map(|x| if x.is_nan() { 0 } else { (x + 0.5).clamp(0.0, 255.0) as u8 })
+            .map(|x| {
+                if x.is_nan() {
+                    0
+                } else {
+                    (x + 0.5).clamp(0.0, 255.0) as u8
+                }
+            })
             .collect();
         Ok(Rgb {
             width: w,

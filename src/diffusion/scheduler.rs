@@ -122,7 +122,11 @@ impl Scheduler {
                 .map(|b| b * b)
                 .collect(),
             BetaSchedule::SquaredcosCapV2 => {
-                let bar = |x: f64| ((x + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let bar = |x: f64| {
+                    ((x + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
                 (0..t)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);
@@ -234,10 +238,9 @@ impl Scheduler {
                     .checked_sub(self.step_ratio)
                     .map_or(self.final_alpha, |p| self.alphas_cumprod[p]);
                 let (x0, eps) = match self.prediction {
-                    Prediction::Epsilon => (
-                        ((x - (out * (1.0 - a).sqrt())?)? / a.sqrt())?,
-                        out.clone(),
-                    ),
+                    Prediction::Epsilon => {
+                        (((x - (out * (1.0 - a).sqrt())?)? / a.sqrt())?, out.clone())
+                    }
                     Prediction::VPrediction => (
                         ((x * a.sqrt())? - (out * (1.0 - a).sqrt())?)?,
                         ((out * a.sqrt())? + (x * (1.0 - a).sqrt())?)?,
@@ -257,7 +260,9 @@ impl Scheduler {
                 if self.kind == Kind::Euler {
                     return x + (derivative * (next - s))?;
                 }
-                let up = (next * next * (s * s - next * next) / (s * s)).max(0.0).sqrt();
+                let up = (next * next * (s * s - next * next) / (s * s))
+                    .max(0.0)
+                    .sqrt();
                 let down = (next * next - up * up).max(0.0).sqrt();
                 let moved = (x + (derivative * (down - s))?)?;
                 if up == 0.0 {
@@ -303,7 +308,8 @@ mod tests {
         assert_eq!(s.timesteps()[0], 981.0);
         assert_eq!(*s.timesteps().last().unwrap(), 1.0);
         // Euler, trailing (sd-turbo): 1 step → 999; 4 steps → 999, 749, 499, 249.
-        let turbo = cfg(r#"{"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "trailing"}"#);
+        let turbo =
+            cfg(r#"{"_class_name": "EulerDiscreteScheduler", "timestep_spacing": "trailing"}"#);
         assert_eq!(Scheduler::new(&turbo, 1).timesteps(), &[999.0]);
         assert_eq!(
             Scheduler::new(&turbo, 4).timesteps(),
@@ -318,7 +324,9 @@ mod tests {
         let x0 = Tensor::new(&[0.5f32, -0.25, 1.0, 0.0], &dev).unwrap();
         let noise = Tensor::new(&[1.0f32, -1.0, 0.5, 2.0], &dev).unwrap();
         for class in ["DDIMScheduler", "EulerDiscreteScheduler"] {
-            let s = Scheduler::new(&cfg(&format!(r#"{{"_class_name": "{class}"}}"#)), 10);
+            // (set_alpha_to_one: DDIM's last step then lands on x0 rather than on t = 0.)
+            let json = format!(r#"{{"_class_name": "{class}", "set_alpha_to_one": true}}"#);
+            let s = Scheduler::new(&cfg(&json), 10);
             let mut x = s.add_noise(&x0, &noise, 0).unwrap();
             for i in 0..s.timesteps().len() {
                 // Euler's model sees the scaled input but predicts the unscaled noise.

@@ -70,7 +70,8 @@ impl TextEncoder {
         let n = ids.len();
         let ids = Tensor::new(ids, device)?.unsqueeze(0)?;
         let pos = Tensor::arange(0u32, n as u32, device)?.unsqueeze(0)?;
-        let mut x = (self.token_embedding.forward(&ids)? + self.position_embedding.forward(&pos)?)?;
+        let mut x =
+            (self.token_embedding.forward(&ids)? + self.position_embedding.forward(&pos)?)?;
         let mask: Vec<f32> = (0..n)
             .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
@@ -94,13 +95,16 @@ impl TextEncoder {
         let (b, n, h) = x.dims3()?;
         let d = h / self.heads;
         let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, n, self.heads, d))?.transpose(1, 2)?.contiguous()
+            t.reshape((b, n, self.heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split((l.q.forward(x)? * (d as f64).powf(-0.5))?)?;
         let k = split(l.k.forward(x)?)?;
         let v = split(l.v.forward(x)?)?;
         let w = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let w = candle_nn::ops::softmax(&w.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(v.dtype())?;
+        let w =
+            candle_nn::ops::softmax(&w.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(v.dtype())?;
         let y = w.matmul(&v)?.transpose(1, 2)?.reshape((b, n, h))?;
         l.out.forward(&y)
     }

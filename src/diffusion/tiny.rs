@@ -39,7 +39,11 @@ pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError
         std::fs::create_dir_all(tmp.join(sub)).map_err(io)?;
     }
     let put = |rel: &str, v: serde_json::Value| {
-        std::fs::write(tmp.join(rel), serde_json::to_string_pretty(&v).expect("json")).map_err(io)
+        std::fs::write(
+            tmp.join(rel),
+            serde_json::to_string_pretty(&v).expect("json"),
+        )
+        .map_err(io)
     };
     let upscaler = kind == TinyKind::Upscaler;
     put(
@@ -173,7 +177,12 @@ fn reseed(map: &VarMap, seed: u64) -> candle_core::Result<()> {
         let var = &data[name];
         let t = var.as_tensor().flatten_all()?;
         let mean = t.mean_all()?.to_scalar::<f32>()? as f64;
-        let std = t.broadcast_sub(&t.mean_all()?)?.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;
+        let std = t
+            .broadcast_sub(&t.mean_all()?)?
+            .sqr()?
+            .mean_all()?
+            .sqrt()?
+            .to_scalar::<f32>()? as f64;
         let fresh = ((noise.tensor(var.dims(), &Device::Cpu)? * std)? + mean)?;
         var.set(&fresh)?;
     }

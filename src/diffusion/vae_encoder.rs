@@ -41,7 +41,12 @@ impl VaeEncoder {
                     ..Default::default()
                 };
                 let input = chans[i.saturating_sub(1)];
-                DownEncoderBlock2D::new(enc.pp("down_blocks").pp(i.to_string()), input, chans[i], cfg)
+                DownEncoderBlock2D::new(
+                    enc.pp("down_blocks").pp(i.to_string()),
+                    input,
+                    chans[i],
+                    cfg,
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let last = *chans.last().expect("validated non-empty");
@@ -57,7 +62,13 @@ impl VaeEncoder {
         let conv_out = nn::conv2d(last, 2 * c.latent_channels, 3, pad1, enc.pp("conv_out"))?;
         let quant_conv = if c.use_quant_conv {
             let n = 2 * c.latent_channels;
-            Some(nn::conv2d(n, n, 1, Default::default(), vb.pp("quant_conv"))?)
+            Some(nn::conv2d(
+                n,
+                n,
+                1,
+                Default::default(),
+                vb.pp("quant_conv"),
+            )?)
         } else {
             None
         };
@@ -78,7 +89,10 @@ impl VaeEncoder {
         for b in &self.down_blocks {
             x = x.apply(b)?;
         }
-        let x = self.mid_block.forward(&x, None)?.apply(&self.conv_norm_out)?;
+        let x = self
+            .mid_block
+            .forward(&x, None)?
+            .apply(&self.conv_norm_out)?;
         let mut x = nn::ops::silu(&x)?.apply(&self.conv_out)?;
         if let Some(q) = &self.quant_conv {
             x = q.forward(&x)?;

@@ -76,7 +76,10 @@ impl FrameDiffuser {
         )?;
         let out = out.narrow(2, 0, h)?.narrow(3, 0, w)?;
         let out = ((out.to_dtype(candle_core::DType::F32)? + 1.0)? * 0.5)?;
-        let rgb: Vec<f32> = out.to_device(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1()?;
+        let rgb: Vec<f32> = out
+            .to_device(&candle_core::Device::Cpu)?
+            .flatten_all()?
+            .to_vec1()?;
         let (y, uv) = rgb_to_nv12(&rgb, w, h);
         write_planes(frame, &y, &uv);
         Ok(())

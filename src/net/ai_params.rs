@@ -101,7 +101,6 @@ pub struct Job {
     pub base: Request,
     pub seed: i64,
     pub images: usize,
-    pub model_id: String,
 }
 
 /// A form part: text, or a file's bytes.
@@ -267,6 +266,7 @@ pub fn job(
     form: Option<&HashMap<String, Part>>,
     lim: Limits,
     factor: usize,
+    loaded_model: &str,
 ) -> Result<Job, ApiError> {
     let mut r = Reader {
         fields: match (json, form) {
@@ -313,6 +313,11 @@ pub fn job(
     };
     if !r.errors.is_empty() {
         return Err(ApiError::Validation(r.errors));
+    }
+    if !model_id.is_empty() && model_id != loaded_model {
+        return Err(ApiError::bad(format!(
+            "pipeline configured with {loaded_model} but called with {model_id}."
+        )));
     }
     let prompt = prompt.expect("checked");
     if prompt.trim().is_empty() {
@@ -382,7 +387,8 @@ pub fn job(
             }
         }
         _ => {
-            let img = Rgb::decode(&image.expect("checked")).map_err(|e| ApiError::bad(e.to_string()))?;
+            let img =
+                Rgb::decode(&image.expect("checked")).map_err(|e| ApiError::bad(e.to_string()))?;
             let (w, h) = (img.width as i64, img.height as i64);
             check_size(w, h, "input image")?;
             if pipeline == Pipeline::Upscale {
@@ -417,6 +423,5 @@ pub fn job(
         },
         seed,
         images: images as usize,
-        model_id,
     })
 }

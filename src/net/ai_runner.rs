@@ -88,7 +88,14 @@ pub async fn run(
             .route(path, handler.clone())
             .route(&format!("{path}/"), handler);
     }
+    // FastAPI's answer for a route that is not there.
     let router = router
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"detail": "Not Found"})),
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(app);
     axum::serve(listener, router)
@@ -189,13 +196,18 @@ fn authorized(app: &App, headers: &HeaderMap) -> bool {
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body exceeds the limit of {max} bytes."),
             ))
         }
-        Err(e) => Err(ApiError::bad(format!("could not read the request body: {e}"))),
+        Err(e) => Err(ApiError::bad(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 
@@ -241,7 +253,11 @@ async fn generate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
     }
 }
 
-async fn generate_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+async fn generate_inner(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
     if !authorized(app, headers) {
         return Err(ApiError::Status(
             StatusCode::UNAUTHORIZED,
@@ -253,17 +269,25 @@ async fn generate_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Resu
     let factor = app.model.factor();
     let mut job = if pipeline == Pipeline::TextToImage {
         let fields = ai_params::json_fields(&body)?;
-        ai_params::job(pipeline, Some(&fields), None, app.cfg.limits, factor)?
+        ai_params::job(
+            pipeline,
+            Some(&fields),
+            None,
+            app.cfg.limits,
+            factor,
+            &app.cfg.model_id,
+        )?
     } else {
         let parts = form(headers, body).await?;
-        ai_params::job(pipeline, None, Some(&parts), app.cfg.limits, factor)?
+        ai_params::job(
+            pipeline,
+            None,
+            Some(&parts),
+            app.cfg.limits,
+            factor,
+            &app.cfg.model_id,
+        )?
     };
-    if !job.model_id.is_empty() && job.model_id != app.cfg.model_id {
-        return Err(ApiError::bad(format!(
-            "pipeline configured with {} but called with {}.",
-            app.cfg.model_id, job.model_id
-        )));
-    }
     // Distilled one-step models ignore guidance (the runner forces 0 for these IDs).
     let id = app.cfg.model_id.to_ascii_lowercase();
     if id.contains("turbo") || id.contains("lightning") {
@@ -278,7 +302,8 @@ async fn generate_inner(app: &Arc<App>, headers: &HeaderMap, body: Body) -> Resu
     }
     let permit = app.gate.acquire().await;
     app.waiting.fetch_sub(1, Ordering::SeqCst);
-    let _permit = permit.map_err(|_| ApiError::Status(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let _permit = permit
+        .map_err(|_| ApiError::Status(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
     let started = Instant::now();
     let model = app.model.clone();
     let result = tokio::task::spawn_blocking(move || run_job(&model, &job)).await;

@@ -202,9 +202,8 @@ impl Source {
             });
         }
         if let (Some(d), None) = (&self.cfg.diffuse, &self.diffuser) {
-            self.diffuser = Some(
-                FrameDiffuser::new(d.clone()).map_err(|e| Error::codec("diffuse", e))?,
-            );
+            self.diffuser =
+                Some(FrameDiffuser::new(d.clone()).map_err(|e| Error::codec("diffuse", e))?);
         }
         let src = (seg.width, seg.height);
         if self.source_size != Some(src) {
