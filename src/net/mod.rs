@@ -1,6 +1,6 @@
 //! Network front ends: the go-livepeer remote transcoder (`transcoder`), the HTTP API (`serve`),
-//! the AI runner-compatible API (`ai_runner`, requests read by `ai_params`)
-//! and a test orchestrator that speaks go-livepeer's side of the protocol (`test_orchestrator`),
+//! the AI runner-compatible API (`ai_runner`, requests read by `ai_params`) and a test
+//! orchestrator that speaks go-livepeer's side of the protocol (`test_orchestrator`),
 //! plus what they share: the protocol messages (`proto`), capabilities, profiles from the
 //! wire, segment download, result bodies, TLS and metrics.
 
