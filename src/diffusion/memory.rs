@@ -22,9 +22,18 @@ pub fn estimate(
     let c0 = m.unet.block_out_channels[0] as u64;
     // Skip connections and resnet temporaries of every level, at the first level's size.
     let unet_act = batch * tokens * c0 * f32b * 6 * levels;
-    let heads = m.unet_config().blocks[0].attention_head_dim.max(1) as u64;
-    // Scores, softmax and one copy of the self-attention map at full latent resolution.
-    let unet_attn = batch * heads * tokens * tokens * f32b * 3;
+    // Scores, softmax and one copy of the self-attention map at the first level that has
+    // attention (each level has a quarter of the previous one's tokens).
+    let unet_attn = m
+        .unet_config()
+        .blocks
+        .iter()
+        .enumerate()
+        .find(|(_, b)| b.use_cross_attn.is_some())
+        .map_or(0, |(level, b)| {
+            let t = tokens >> (2 * level);
+            batch * b.attention_head_dim.max(1) as u64 * t * t * f32b * 3
+        });
     let px = (pixels.0 * pixels.1) as u64;
     let vc0 = m.vae.block_out_channels[0] as u64;
     let vae_act = px * vc0 * f32b * 6;

@@ -181,17 +181,6 @@ async fn hardware_stats(State(app): State<Arc<App>>) -> Response {
     .into_response()
 }
 
-fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let Some(token) = &app.cfg.token else {
-        return true;
-    };
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.as_bytes() == token.as_bytes())
-}
-
 /// The body, up to the limit.
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
     match http_body_util::Limited::new(body, max).collect().await {
@@ -258,7 +247,7 @@ async fn generate_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Value, ApiError> {
-    if !authorized(app, headers) {
+    if !super::serve::bearer_ok(app.cfg.token.as_deref(), headers) {
         return Err(ApiError::Status(
             StatusCode::UNAUTHORIZED,
             "Invalid bearer token.".into(),

@@ -99,7 +99,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let Some(token) = &app.cfg.token else {
+    bearer_ok(app.cfg.token.as_deref(), headers)
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (always, when no token is set).
+pub fn bearer_ok(token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
         return true;
     };
     headers
