@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod bench;
+#[cfg(feature = "diffusion")]
 pub mod diffusion;
 pub mod error;
 pub mod media;

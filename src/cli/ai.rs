@@ -8,6 +8,7 @@ use gpuworker::diffusion::tiny::{self, TinyKind};
 use gpuworker::diffusion::video::DiffuseConfig;
 use gpuworker::net::ai_params::{Limits, Pipeline};
 use gpuworker::net::ai_runner::{self, AiConfig};
+use gpuworker::pipeline::stage::FrameFilterFactory;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -241,11 +242,15 @@ pub struct DiffuseArgs {
     /// With --diffuse: the noise seed (the same for every frame, for temporal stability).
     #[arg(long, default_value_t = 42)]
     pub diffuse_seed: u64,
+    /// With --diffuse: run the model on this CUDA device (a `cuda` build); GPU sessions then
+    /// diffuse NVDEC pictures in device memory. Default: the CPU.
+    #[arg(long, value_name = "N")]
+    pub diffuse_gpu: Option<usize>,
 }
 
 impl DiffuseArgs {
-    /// The stage's configuration, with the model loaded (on the CPU), or None.
-    pub fn config(&self) -> anyhow::Result<Option<DiffuseConfig>> {
+    /// The stage for the sessions' configuration, with the model loaded, or None.
+    pub fn factory(&self) -> anyhow::Result<Option<Arc<dyn FrameFilterFactory>>> {
         let Some(dir) = &self.diffuse else {
             return Ok(None);
         };
@@ -257,8 +262,8 @@ impl DiffuseArgs {
             self.diffuse_steps >= 1,
             "--diffuse-steps must be at least 1"
         );
-        let model = load(dir, None)?;
-        Ok(Some(DiffuseConfig {
+        let model = load(dir, self.diffuse_gpu)?;
+        Ok(Some(Arc::new(DiffuseConfig {
             model: Arc::new(model),
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
@@ -266,6 +271,6 @@ impl DiffuseArgs {
             strength: self.strength,
             steps: self.diffuse_steps,
             seed: self.diffuse_seed,
-        }))
+        })))
     }
 }

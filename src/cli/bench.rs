@@ -158,7 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     session.kernels = Kernels::detect();
     session.nvdec = !args.no_nvdec;
     session.nvenc = !args.no_nvenc;
-    session.diffuse = args.diffuse.config()?;
+    session.diffuse = args.diffuse.factory()?;
     let cfg = BenchConfig {
         inputs,
         session,

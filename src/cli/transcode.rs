@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cfg.kernels = kernels;
     cfg.nvdec = !args.no_nvdec;
     cfg.nvenc = !args.no_nvenc;
-    cfg.diffuse = args.diffuse.config()?;
+    cfg.diffuse = args.diffuse.factory()?;
     let devices = if args.scaler == "cuda" {
         // Without a driver each segment fails with "not available: …", as any GPU error would.
         let found = gpuworker::backend::cuda::probe().devices.len().max(1);

@@ -4,7 +4,9 @@
 //! plus what they share: the protocol messages (`proto`), capabilities, profiles from the
 //! wire, segment download, result bodies, TLS and metrics.
 
+#[cfg(feature = "diffusion")]
 pub mod ai_params;
+#[cfg(feature = "diffusion")]
 pub mod ai_runner;
 pub mod capabilities;
 pub mod download;

@@ -55,7 +55,7 @@ pub struct SessionConfig {
     /// Segments a session holds at once (queued or in progress); more are refused as busy.
     pub depth: usize,
     /// Image-to-image on every decoded frame before scaling (`transcode --diffuse`).
-    pub diffuse: Option<crate::diffusion::video::DiffuseConfig>,
+    pub diffuse: Option<Arc<dyn crate::pipeline::stage::FrameFilterFactory>>,
 }
 
 impl SessionConfig {

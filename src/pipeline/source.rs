@@ -7,14 +7,13 @@
 
 use crate::backend::cpu::{decode::CpuDecoder, scale::CpuScaler};
 use crate::backend::cuda::{decode::NvdecDecoder, scale::CudaScaler};
-use crate::diffusion::video::FrameDiffuser;
 use crate::error::{Error, Result};
 use crate::media::demux::{pixel_format_supported, pixel_name, Segment};
 use crate::media::frame::make_writable;
 use crate::pipeline::session::{
     Job, Link, SessionConfig, Start, ToRendition, FRAMES_PER_RENDITION,
 };
-use crate::pipeline::stage::{MultiScaler, VideoDecoder};
+use crate::pipeline::stage::{FrameFilter, MultiScaler, VideoDecoder};
 use crate::pipeline::tracker::{SourcePart, Tracker};
 use crate::scale::{filter::DEFAULT_KERNEL, ScalePlan};
 use crate::sched::Step;
@@ -53,7 +52,7 @@ pub(crate) struct Source {
     link: Arc<Link>,
     decoder: Option<Box<dyn VideoDecoder>>,
     scaler: Option<Box<dyn MultiScaler>>,
-    diffuser: Option<FrameDiffuser>,
+    diffuser: Option<Box<dyn FrameFilter>>,
     source_size: Option<(u32, u32)>,
     sizes: Vec<(u32, u32)>,
     /// Buffers of the current size handed out per rendition (the pool's bound).
@@ -185,10 +184,14 @@ impl Source {
     /// Sets up the decoder and scaler for this segment's source, reusing what still fits.
     fn prepare(&mut self, seg: &Segment) -> Result<()> {
         // NVDEC where the session's GPU decodes this stream, else the CPU.
-        // (The diffuse stage reads host frames: with it, decoding stays on the CPU.)
+        // (A diffuse stage on the CPU reads host frames: then decoding stays on the CPU.)
         let nvdec = self.cfg.cuda_device.filter(|&d| {
             self.cfg.nvdec
-                && self.cfg.diffuse.is_none()
+                && self
+                    .cfg
+                    .diffuse
+                    .as_ref()
+                    .is_none_or(|x| x.takes_device_frames())
                 && crate::backend::cuda::decode::codec_for(seg)
                     .is_some_and(|c| crate::backend::cuda::engines::engines(d).decodes(c))
         });
@@ -202,8 +205,7 @@ impl Source {
             });
         }
         if let (Some(d), None) = (&self.cfg.diffuse, &self.diffuser) {
-            self.diffuser =
-                Some(FrameDiffuser::new(d.clone()).map_err(|e| Error::codec("diffuse", e))?);
+            self.diffuser = Some(d.make(nvdec.is_some())?);
         }
         let src = (seg.width, seg.height);
         if self.source_size != Some(src) {
@@ -378,9 +380,7 @@ impl Source {
         if !cur.scaled_ready {
             if let Some(d) = self.diffuser.as_mut() {
                 let t = Instant::now();
-                make_writable(&mut self.decoded).map_err(|e| Error::codec("diffuse", e))?;
-                d.process(&mut self.decoded)
-                    .map_err(|e| Error::codec("diffuse", e))?;
+                d.process(&mut self.decoded)?;
                 cur.diffuse += t.elapsed();
             }
             let t = Instant::now();

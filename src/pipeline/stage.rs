@@ -36,6 +36,22 @@ pub trait VideoEncoder: Send {
     fn context(&self) -> &ff::codec::Context;
 }
 
+/// Rewrites a decoded frame in place before scaling (the diffuse stage). Host frames stay
+/// host frames; device frames may be replaced by other device frames of the same size.
+pub trait FrameFilter: Send {
+    fn process(&mut self, frame: &mut ff::frame::Video) -> Result<()>;
+    /// Name of the implementation (for reports).
+    fn name(&self) -> &'static str;
+}
+
+/// Makes each session its own [`FrameFilter`] (the diffuse stage's configuration).
+pub trait FrameFilterFactory: Send + Sync + std::fmt::Debug {
+    /// Whether its filters take device frames, so NVDEC may keep decoding on a GPU session.
+    fn takes_device_frames(&self) -> bool;
+    /// A filter for frames in device memory (`device_frames`) or on the host.
+    fn make(&self, device_frames: bool) -> Result<Box<dyn FrameFilter>>;
+}
+
 /// One source frame in, every rendition of the ladder out, in one pass.
 pub trait MultiScaler: Send {
     fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()>;

@@ -2,6 +2,8 @@
 //! multi-rendition scaler.
 
 pub mod decode;
+#[cfg(feature = "diffusion")]
+pub mod diffuse;
 pub mod encode;
 pub mod scale;
 #[cfg(target_arch = "x86_64")]

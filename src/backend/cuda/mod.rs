@@ -5,6 +5,8 @@
 //! device `frame`s. `nvdec` and `nvenc` are the bindings, layered sys → result → safe.
 
 pub mod decode;
+#[cfg(feature = "cuda")]
+pub mod diffuse;
 pub mod encode;
 pub mod engines;
 pub mod frame;

@@ -23,9 +23,17 @@ fn cuda_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Whether the CUDA driver library can be loaded at all.
+#[cfg(feature = "runtime-loading")]
 pub fn driver_present() -> bool {
     // SAFETY: only tries to dlopen libcuda under its usual names; no driver call is made.
     unsafe { sys::is_culib_present() }
+}
+
+/// Whether the CUDA driver library can be loaded at all: a build that links libcuda (the
+/// `cuda` feature without `runtime-loading`) only starts where it is.
+#[cfg(not(feature = "runtime-loading"))]
+pub fn driver_present() -> bool {
+    true
 }
 
 /// One rendition's device planes and host staging.
@@ -97,7 +105,7 @@ impl CudaScaler {
         let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
         let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
         let device = format!("device {ordinal} (sm_{major}{minor})");
-        let image = module_image(major, minor)?;
+        let image = module_image("scale_nv12", kernels::SCALE_NV12_CU, major, minor)?;
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(image))
             .map_err(|e| cuda_err("cannot load the scale kernel", e))?;
@@ -183,35 +191,30 @@ impl CudaScaler {
     }
 }
 
-/// The best module image for a device of compute capability `major.minor`: an embedded cubin
-/// of the same major version (the newest not above the device), else the embedded PTX (JIT by
-/// the driver), else the source compiled now by NVRTC.
-fn module_image(major: i32, minor: i32) -> Result<Vec<u8>> {
+/// The best module image of `kernel` (whose source is `source`) for a device of compute
+/// capability `major.minor`: an embedded cubin of the same major version (the newest not above
+/// the device), else the embedded PTX (JIT by the driver), else the source compiled now by
+/// NVRTC.
+pub(crate) fn module_image(kernel: &str, source: &str, major: i32, minor: i32) -> Result<Vec<u8>> {
     let want = major * 10 + minor;
-    let best = kernels::embedded_architectures("scale_nv12")
+    let best = kernels::embedded_architectures(kernel)
         .into_iter()
         .filter_map(|a| a.strip_prefix("sm_")?.parse::<i32>().ok().map(|n| (n, a)))
         .filter(|(n, _)| n / 10 == major && *n <= want)
         .max();
     if let Some((_, arch)) = best {
-        return Ok(kernels::embedded("scale_nv12", arch)
-            .expect("listed")
-            .to_vec());
+        return Ok(kernels::embedded(kernel, arch).expect("listed").to_vec());
     }
     if want >= 90 {
-        if let Some(ptx) = kernels::embedded("scale_nv12", "compute_90") {
+        if let Some(ptx) = kernels::embedded(kernel, "compute_90") {
             let mut v = ptx.to_vec();
             v.push(0);
             return Ok(v);
         }
     }
-    super::nvrtc::compile(
-        kernels::SCALE_NV12_CU,
-        "scale_nv12.cu",
-        &format!("sm_{want}"),
-    )
-    .map(|c| c.cubin)
-    .map_err(|e| cuda_err("no kernel for this GPU", e))
+    super::nvrtc::compile(source, &format!("{kernel}.cu"), &format!("sm_{want}"))
+        .map(|c| c.cubin)
+        .map_err(|e| cuda_err("no kernel for this GPU", e))
 }
 
 impl CudaScaler {

@@ -1,0 +1,134 @@
+//! The diffuse stage on host frames: a decoded frame (I420 or NV12) → planar RGB with the
+//! Rust reference of `kernels/color.cu` ([`crate::scale::color`], BT.709 limited range) →
+//! image-to-image on the model's device → back into the same frame.
+
+use crate::diffusion::model::Conditioning;
+use crate::diffusion::noise::Noise;
+use crate::diffusion::video::DiffuseConfig;
+use crate::diffusion::DiffusionError;
+use crate::error::{Error, Result};
+use crate::pipeline::stage::FrameFilter;
+use crate::scale::color::{nv12_to_rgb, rgb_to_nv12};
+use candle_core::Tensor;
+use ff::format::Pixel;
+use ffmpeg_next as ff;
+
+/// One session's diffusion stage (the prompt is embedded once).
+pub struct CpuDiffuser {
+    cfg: DiffuseConfig,
+    cond: Conditioning,
+}
+
+impl CpuDiffuser {
+    pub fn new(cfg: DiffuseConfig) -> Result<Self, DiffusionError> {
+        let cond = cfg
+            .model
+            .condition(&cfg.prompt, &cfg.negative_prompt, cfg.guidance_scale)?;
+        Ok(CpuDiffuser { cfg, cond })
+    }
+
+    fn diffuse(&mut self, frame: &mut ff::frame::Video) -> Result<(), DiffusionError> {
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        let (y, uv) = nv12_planes(frame)?;
+        let rgb = nv12_to_rgb(&y, w, &uv, 2 * w.div_ceil(2), w, h);
+        let model = &self.cfg.model;
+        let dev = model.device();
+        let x = Tensor::from_vec(rgb, (1, 3, h, w), &candle_core::Device::Cpu)?
+            .to_device(dev)?
+            .to_dtype(model.dtype())?;
+        let x = ((x * 2.0)? - 1.0)?;
+        // Pad to the VAE's multiple by repeating the last row and column, then crop back.
+        let f = model.factor();
+        let (pw, ph) = (w.next_multiple_of(f), h.next_multiple_of(f));
+        let x = x.pad_with_same(3, 0, pw - w)?.pad_with_same(2, 0, ph - h)?;
+        let out = model.image_to_image(
+            &self.cond,
+            &x,
+            self.cfg.strength,
+            self.cfg.steps,
+            &mut Noise::new(self.cfg.seed),
+        )?;
+        let out = out.narrow(2, 0, h)?.narrow(3, 0, w)?;
+        let out = ((out.to_dtype(candle_core::DType::F32)? + 1.0)? * 0.5)?;
+        let rgb: Vec<f32> = out
+            .to_device(&candle_core::Device::Cpu)?
+            .flatten_all()?
+            .to_vec1()?;
+        let (y, uv) = rgb_to_nv12(&rgb, w, h);
+        write_planes(frame, &y, &uv);
+        Ok(())
+    }
+}
+
+impl FrameFilter for CpuDiffuser {
+    /// Replaces the picture of `frame` (host YUV 4:2:0 or NV12) by its diffused version, same
+    /// size and format.
+    fn process(&mut self, frame: &mut ff::frame::Video) -> Result<()> {
+        crate::media::frame::make_writable(frame).map_err(|e| Error::codec("diffuse", e))?;
+        self.diffuse(frame).map_err(|e| Error::codec("diffuse", e))
+    }
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+}
+
+/// Luma (pitch = width) and interleaved chroma (pitch = 2 * ceil(width / 2)) of a frame.
+fn nv12_planes(
+    frame: &ff::frame::Video,
+) -> std::result::Result<(Vec<u8>, Vec<u8>), DiffusionError> {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let mut y = Vec::with_capacity(w * h);
+    for row in 0..h {
+        let s = frame.stride(0) * row;
+        y.extend_from_slice(&frame.data(0)[s..s + w]);
+    }
+    let mut uv = Vec::with_capacity(2 * cw * ch);
+    match frame.format() {
+        Pixel::NV12 => {
+            for row in 0..ch {
+                let s = frame.stride(1) * row;
+                uv.extend_from_slice(&frame.data(1)[s..s + 2 * cw]);
+            }
+        }
+        Pixel::YUV420P | Pixel::YUVJ420P => {
+            for row in 0..ch {
+                let (su, sv) = (frame.stride(1) * row, frame.stride(2) * row);
+                for x in 0..cw {
+                    uv.push(frame.data(1)[su + x]);
+                    uv.push(frame.data(2)[sv + x]);
+                }
+            }
+        }
+        other => {
+            return Err(DiffusionError::Input(format!(
+                "diffuse: frames in {other:?} are not supported (8-bit 4:2:0 only)"
+            )))
+        }
+    }
+    Ok((y, uv))
+}
+
+fn write_planes(frame: &mut ff::frame::Video, y: &[u8], uv: &[u8]) {
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    for row in 0..h {
+        let s = frame.stride(0) * row;
+        frame.data_mut(0)[s..s + w].copy_from_slice(&y[row * w..(row + 1) * w]);
+    }
+    let nv12 = frame.format() == Pixel::NV12;
+    for row in 0..ch {
+        let src = &uv[row * 2 * cw..(row + 1) * 2 * cw];
+        if nv12 {
+            let s = frame.stride(1) * row;
+            frame.data_mut(1)[s..s + 2 * cw].copy_from_slice(src);
+        } else {
+            let (su, sv) = (frame.stride(1) * row, frame.stride(2) * row);
+            for x in 0..cw {
+                frame.data_mut(1)[su + x] = src[2 * x];
+                frame.data_mut(2)[sv + x] = src[2 * x + 1];
+            }
+        }
+    }
+}
