@@ -4,9 +4,12 @@
 //! (`backend::cpu::diffuse`, host frames) and a CUDA one (`backend::cuda::diffuse`, device
 //! frames, in builds with the `cuda` feature), side by side.
 
-use super::model::Model;
+use super::model::{Conditioning, Model};
+use super::noise::Noise;
+use super::DiffusionError;
 use crate::error::{Error, Result};
 use crate::pipeline::stage::{FrameFilter, FrameFilterFactory};
+use candle_core::{DType, Tensor};
 use std::sync::Arc;
 
 /// What `transcode --diffuse` asks for.
@@ -31,6 +34,30 @@ impl std::fmt::Debug for DiffuseConfig {
             .field("steps", &self.steps)
             .field("seed", &self.seed)
             .finish()
+    }
+}
+
+impl DiffuseConfig {
+    /// The prompt's embeddings (once per session).
+    pub fn condition(&self) -> Result<Conditioning, DiffusionError> {
+        self.model
+            .condition(&self.prompt, &self.negative_prompt, self.guidance_scale)
+    }
+
+    /// One frame: `rgb` is `(1, 3, h, w)` planar RGB in [0, 1] on the model's device; the
+    /// answer is the same shape, contiguous f32. Sizes that are not a multiple of the VAE's
+    /// factor are padded by repeating the last row and column, then cropped back.
+    pub fn frame(&self, cond: &Conditioning, rgb: &Tensor) -> Result<Tensor, DiffusionError> {
+        let m = &self.model;
+        let (_, _, h, w) = rgb.dims4()?;
+        let x = ((rgb.to_dtype(m.dtype())? * 2.0)? - 1.0)?;
+        let f = m.factor();
+        let (pw, ph) = (w.next_multiple_of(f), h.next_multiple_of(f));
+        let x = x.pad_with_same(3, 0, pw - w)?.pad_with_same(2, 0, ph - h)?;
+        let mut noise = Noise::new(self.seed);
+        let out = m.image_to_image(cond, &x, self.strength, self.steps, &mut noise)?;
+        let out = out.narrow(2, 0, h)?.narrow(3, 0, w)?;
+        Ok(((out.to_dtype(DType::F32)? + 1.0)? * 0.5)?.contiguous()?)
     }
 }
 

@@ -3,7 +3,6 @@
 //! image-to-image on the model's device → back into the same frame.
 
 use crate::diffusion::model::Conditioning;
-use crate::diffusion::noise::Noise;
 use crate::diffusion::video::DiffuseConfig;
 use crate::diffusion::DiffusionError;
 use crate::error::{Error, Result};
@@ -21,9 +20,7 @@ pub struct CpuDiffuser {
 
 impl CpuDiffuser {
     pub fn new(cfg: DiffuseConfig) -> Result<Self, DiffusionError> {
-        let cond = cfg
-            .model
-            .condition(&cfg.prompt, &cfg.negative_prompt, cfg.guidance_scale)?;
+        let cond = cfg.condition()?;
         Ok(CpuDiffuser { cfg, cond })
     }
 
@@ -31,25 +28,9 @@ impl CpuDiffuser {
         let (w, h) = (frame.width() as usize, frame.height() as usize);
         let (y, uv) = nv12_planes(frame)?;
         let rgb = nv12_to_rgb(&y, w, &uv, 2 * w.div_ceil(2), w, h);
-        let model = &self.cfg.model;
-        let dev = model.device();
         let x = Tensor::from_vec(rgb, (1, 3, h, w), &candle_core::Device::Cpu)?
-            .to_device(dev)?
-            .to_dtype(model.dtype())?;
-        let x = ((x * 2.0)? - 1.0)?;
-        // Pad to the VAE's multiple by repeating the last row and column, then crop back.
-        let f = model.factor();
-        let (pw, ph) = (w.next_multiple_of(f), h.next_multiple_of(f));
-        let x = x.pad_with_same(3, 0, pw - w)?.pad_with_same(2, 0, ph - h)?;
-        let out = model.image_to_image(
-            &self.cond,
-            &x,
-            self.cfg.strength,
-            self.cfg.steps,
-            &mut Noise::new(self.cfg.seed),
-        )?;
-        let out = out.narrow(2, 0, h)?.narrow(3, 0, w)?;
-        let out = ((out.to_dtype(candle_core::DType::F32)? + 1.0)? * 0.5)?;
+            .to_device(self.cfg.model.device())?;
+        let out = self.cfg.frame(&self.cond, &x)?;
         let rgb: Vec<f32> = out
             .to_device(&candle_core::Device::Cpu)?
             .flatten_all()?

@@ -7,11 +7,10 @@ use super::frame::{alloc_nv12, device_planes};
 use super::kernels::{ColorFrame, COLOR_BLOCK, COLOR_CU};
 use super::scale::module_image;
 use crate::diffusion::model::Conditioning;
-use crate::diffusion::noise::Noise;
 use crate::diffusion::video::DiffuseConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::stage::FrameFilter;
-use candle_core::{backprop::BackpropOp, DType, Device, Storage, Tensor};
+use candle_core::{op::BackpropOp, Device, Storage, Tensor};
 use cudarc::driver::{CudaFunction, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use ffmpeg_next as ff;
 use std::sync::Arc;
@@ -42,10 +41,7 @@ impl CudaDiffuser {
                 "the model is not on a CUDA device",
             ));
         };
-        let cond = cfg
-            .model
-            .condition(&cfg.prompt, &cfg.negative_prompt, cfg.guidance_scale)
-            .map_err(|e| err("prompt", e))?;
+        let cond = cfg.condition().map_err(|e| err("prompt", e))?;
         let stream = device.cuda_stream();
         let ctx = stream.context();
         let attr = |a| ctx.attribute(a).map_err(|e| err("device attribute", e));
@@ -119,25 +115,10 @@ impl FrameFilter for CudaDiffuser {
             BackpropOp::none(),
             false,
         );
-        let model = &self.cfg.model;
-        let run = || -> candle_core::Result<Tensor> {
-            let x = ((x.to_dtype(model.dtype())? * 2.0)? - 1.0)?;
-            let fct = model.factor();
-            let (pw, ph) = (w.next_multiple_of(fct), h.next_multiple_of(fct));
-            let x = x.pad_with_same(3, 0, pw - w)?.pad_with_same(2, 0, ph - h)?;
-            let out = model
-                .image_to_image(
-                    &self.cond,
-                    &x,
-                    self.cfg.strength,
-                    self.cfg.steps,
-                    &mut Noise::new(self.cfg.seed),
-                )
-                .map_err(candle_core::Error::wrap)?;
-            let out = out.narrow(2, 0, h)?.narrow(3, 0, w)?;
-            ((out.to_dtype(DType::F32)? + 1.0)? * 0.5)?.contiguous()
-        };
-        let out = run().map_err(|e| err("image-to-image", e))?;
+        let out = self
+            .cfg
+            .frame(&self.cond, &x)
+            .map_err(|e| err("image-to-image", e))?;
         let mut next = alloc_nv12(&self.stream, w as u32, h as u32)?;
         let dst = device_planes(&next).expect("a device frame");
         {

@@ -46,6 +46,11 @@ pub struct ColorFrame {
     pub height: i32,
 }
 
+// SAFETY: `ColorFrame` is #[repr(C)], made of pointers and i32s only (no references, no
+// drop glue), laid out as `struct ColorFrame` in kernels/color.h: passing its bytes as a kernel
+// parameter is what the kernel expects.
+unsafe impl cudarc::driver::DeviceRepr for ColorFrame {}
+
 /// Threads per block of the color kernels (x, y).
 pub const COLOR_BLOCK: (u32, u32) = (16, 16);
 

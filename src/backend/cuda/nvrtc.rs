@@ -36,9 +36,16 @@ pub struct Compiled {
 }
 
 /// Whether libnvrtc can be loaded.
+#[cfg(feature = "runtime-loading")]
 pub fn available() -> bool {
     // SAFETY: only tries to dlopen libnvrtc under its usual names; no NVRTC call is made.
     unsafe { sys::is_culib_present() }
+}
+
+/// Whether libnvrtc can be loaded: a build that links it only starts where it is.
+#[cfg(not(feature = "runtime-loading"))]
+pub fn available() -> bool {
+    true
 }
 
 /// NVRTC's version, e.g. (12, 9).
