@@ -1,7 +1,7 @@
-//! A gpuworker server subcommand on a free loopback port, killed when dropped.
+//! A gpuworker server subcommand on a loopback port of its own choosing, killed when dropped.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct Server {
     child: Child,
@@ -15,31 +15,33 @@ impl Drop for Server {
     }
 }
 
-/// Starts `gpuworker <args> --listen 127.0.0.1:<free port>` and waits until it accepts.
+/// Starts `gpuworker <args> --listen 127.0.0.1:0` and returns once it has said where it
+/// listens ("... listening on http://ADDR" on stderr). The server binds the port itself, so
+/// tests running side by side can never be handed each other's port.
 pub fn start(args: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
         .args(args)
-        .args(["--listen", &listen])
+        .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("gpuworker {args:?} exited: {status}");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    let base = loop {
+        match lines.next() {
+            Some(Ok(line)) => match line.split_once("listening on ") {
+                Some((_, url)) => break url.trim().to_string(),
+                None => said.push(line),
+            },
+            _ => panic!(
+                "gpuworker {args:?} exited before listening: {:?}\n{}",
+                child.wait(),
+                said.join("\n")
+            ),
         }
-        assert!(Instant::now() < end, "gpuworker {args:?} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        base: format!("http://{listen}"),
-    }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, base }
 }
