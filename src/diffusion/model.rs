@@ -79,6 +79,45 @@ fn weights(
     Ok(VarBuilder::from_tensors(tensors, dtype, device))
 }
 
+/// The UNet `files` describe, its weights from `vb` (a model's files, or the fresh variables
+/// of a tiny model being written: both go through here, so they name the same tensors).
+pub(crate) fn build_unet(
+    files: &ModelFiles,
+    vb: VarBuilder,
+) -> candle_core::Result<UNet2DConditionModel> {
+    UNet2DConditionModel::new(
+        vb,
+        files.unet.in_channels,
+        files.unet.out_channels,
+        false,
+        files.unet_config(),
+    )
+}
+
+/// The VAE `files` describe (candle's, for decoding) and our encoder over the same weights.
+pub(crate) fn build_vae(
+    files: &ModelFiles,
+    vb: VarBuilder,
+) -> candle_core::Result<(vae::AutoEncoderKL, VaeEncoder)> {
+    let decoder = vae::AutoEncoderKL::new(
+        vb.clone(),
+        files.vae.in_channels,
+        files.vae.out_channels,
+        files.vae_config(),
+    )?;
+    Ok((decoder, VaeEncoder::new(vb, &files.vae)?))
+}
+
+/// Sizes the VAE can encode and decode: multiples of its `factor`.
+pub fn check_multiple(width: usize, height: usize, factor: usize) -> Result<(), DiffusionError> {
+    if width == 0 || height == 0 || width % factor != 0 || height % factor != 0 {
+        return Err(DiffusionError::Input(format!(
+            "`height` and `width` have to be divisible by {factor} but are {height} and {width}."
+        )));
+    }
+    Ok(())
+}
+
 impl Model {
     /// Loads every component of the diffusers directory `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self, DiffusionError> {
@@ -98,23 +137,10 @@ impl Model {
             &files.text_encoder,
         )
         .map_err(|e| bad("text_encoder", e))?;
-        let unet = UNet2DConditionModel::new(
-            weights(&files, "unet", dtype, &device)?,
-            files.unet.in_channels,
-            files.unet.out_channels,
-            false,
-            files.unet_config(),
-        )
-        .map_err(|e| bad("unet", e))?;
-        let vb = weights(&files, "vae", dtype, &device)?;
-        let vae = vae::AutoEncoderKL::new(
-            vb.clone(),
-            files.vae.in_channels,
-            files.vae.out_channels,
-            files.vae_config(),
-        )
-        .map_err(|e| bad("vae", e))?;
-        let vae_encoder = VaeEncoder::new(vb, &files.vae).map_err(|e| bad("vae", e))?;
+        let unet = build_unet(&files, weights(&files, "unet", dtype, &device)?)
+            .map_err(|e| bad("unet", e))?;
+        let (vae, vae_encoder) = build_vae(&files, weights(&files, "vae", dtype, &device)?)
+            .map_err(|e| bad("vae", e))?;
         Ok(Model {
             files,
             device,
@@ -166,20 +192,24 @@ impl Model {
 
     /// Generates one image.
     pub fn generate(&self, req: &Request) -> Result<Rgb, DiffusionError> {
+        let cond = self.condition(&req.prompt, &req.negative_prompt, req.guidance_scale)?;
+        self.generate_with(&cond, req)
+    }
+
+    /// Generates one image of `req` with its prompt already embedded as `cond` (the images
+    /// of one request share it).
+    pub fn generate_with(&self, cond: &Conditioning, req: &Request) -> Result<Rgb, DiffusionError> {
         let f = self.factor();
         let (w, h) = match &req.task {
             Task::Text { width, height } => (*width, *height),
             Task::Image { image, .. } | Task::Upscale { image } => (image.width, image.height),
         };
         let upscale = matches!(req.task, Task::Upscale { .. });
-        if w == 0 || h == 0 || (!upscale && (w % f != 0 || h % f != 0)) {
-            return Err(DiffusionError::Input(format!(
-                "`height` and `width` have to be divisible by {f} but are {h} and {w}."
-            )));
-        }
+        // The upscaler's latents are the input's size: any size goes.
+        check_multiple(w, h, if upscale { 1 } else { f })?;
         let latent = if upscale { (h, w) } else { (h / f, w / f) };
         let pixels = (latent.0 * f, latent.1 * f);
-        let batch = if req.guidance_scale > 1.0 { 2 } else { 1 };
+        let batch = cond.embeddings.dim(0)?;
         let need = memory::estimate(
             &self.files,
             batch,
@@ -194,34 +224,38 @@ impl Model {
                 available_mib: avail >> 20,
             });
         }
-        let cond = self.condition(&req.prompt, &req.negative_prompt, req.guidance_scale)?;
         let mut noise = Noise::new(req.seed);
         let out = match &req.task {
-            Task::Text { .. } => self.text_to_image(&cond, latent, req.steps, &mut noise)?,
+            Task::Text { .. } => {
+                self.sample_from_noise(cond, latent, req.steps, None, &mut noise)?
+            }
             Task::Image { image, strength } => {
                 let x = image.to_tensor(&self.device, self.dtype)?;
-                self.image_to_image(&cond, &x, *strength, req.steps, &mut noise)?
+                self.image_to_image(cond, &x, *strength, req.steps, &mut noise)?
             }
             Task::Upscale { image } => {
                 let x = image.to_tensor(&self.device, self.dtype)?;
-                self.upscale(&cond, &x, req.steps, &mut noise)?
+                self.sample_from_noise(cond, latent, req.steps, Some(&x), &mut noise)?
             }
         };
         Ok(Rgb::from_tensor(&out)?)
     }
 
-    fn text_to_image(
+    /// Text-to-image, or upscaling when `image` (the low-resolution input beside the latents)
+    /// is given: the whole schedule from pure noise of `latent` size.
+    fn sample_from_noise(
         &self,
         cond: &Conditioning,
         (lh, lw): (usize, usize),
         steps: usize,
+        image: Option<&Tensor>,
         noise: &mut Noise,
     ) -> Result<Tensor, DiffusionError> {
         let sched = Scheduler::new(&self.files.scheduler, steps);
         let shape = [1, self.files.vae.latent_channels, lh, lw];
         let x =
             (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
-        let x = self.denoise(cond, &sched, 0, x, None, noise)?;
+        let x = self.denoise(cond, &sched, 0, x, image, noise)?;
         self.decode(&x)
     }
 
@@ -245,22 +279,6 @@ impl Model {
             .to_dtype(self.dtype)?;
         let x = sched.add_noise(&latents, &eps, start)?;
         let x = self.denoise(cond, &sched, start, x, None, noise)?;
-        self.decode(&x)
-    }
-
-    fn upscale(
-        &self,
-        cond: &Conditioning,
-        image: &Tensor,
-        steps: usize,
-        noise: &mut Noise,
-    ) -> Result<Tensor, DiffusionError> {
-        let (_, _, h, w) = image.dims4()?;
-        let sched = Scheduler::new(&self.files.scheduler, steps);
-        let shape = [1, self.files.vae.latent_channels, h, w];
-        let x =
-            (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
-        let x = self.denoise(cond, &sched, 0, x, Some(image), noise)?;
         self.decode(&x)
     }
 

@@ -4,13 +4,12 @@
 //! seed writes the same model everywhere; the images are noise, the plumbing is real.
 
 use super::config::ModelFiles;
+use super::model::{build_unet, build_vae};
 use super::text_encoder::TextEncoder;
 use super::tokenizer::{BOS, EOS};
-use super::vae_encoder::VaeEncoder;
 use super::DiffusionError;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use candle_transformers::models::stable_diffusion::{unet_2d::UNet2DConditionModel, vae};
 use serde_json::json;
 use std::path::Path;
 
@@ -147,19 +146,11 @@ pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError
     })
     .map_err(model_err)?;
     save("unet/diffusion_pytorch_model.safetensors", &|vb| {
-        UNet2DConditionModel::new(
-            vb,
-            files.unet.in_channels,
-            files.unet.out_channels,
-            false,
-            files.unet_config(),
-        )
-        .map(drop)
+        build_unet(&files, vb).map(drop)
     })
     .map_err(model_err)?;
     save("vae/diffusion_pytorch_model.safetensors", &|vb| {
-        vae::AutoEncoderKL::new(vb.clone(), 3, 3, files.vae_config())?;
-        VaeEncoder::new(vb, &files.vae).map(drop)
+        build_vae(&files, vb).map(drop)
     })
     .map_err(model_err)?;
     let _ = std::fs::remove_dir_all(dir);

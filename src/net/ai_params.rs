@@ -4,7 +4,7 @@
 //! a 422 with pydantic's `{"detail": [{loc, msg, type}]}`, a value the pipeline refuses is a
 //! 400 with `{"detail": {"msg"}}`.
 
-use crate::diffusion::model::{Request, Task};
+use crate::diffusion::model::{check_multiple, Request, Task};
 use crate::diffusion::picture::Rgb;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -109,7 +109,8 @@ pub enum Part {
     File(Bytes),
 }
 
-enum Fields<'a> {
+/// A request's fields: a JSON object or a multipart form.
+pub enum Fields<'a> {
     Json(&'a Map<String, Value>),
     Form(&'a HashMap<String, Part>),
 }
@@ -141,8 +142,8 @@ impl Reader<'_> {
                 None
             }
             None => None,
-            Some(Ok(Value::String(s))) | Some(Err(Part::Text(s))) => Some(s.clone()),
-            Some(Err(Part::File(b))) => Some(String::from_utf8_lossy(b).into_owned()),
+            Some(Ok(Value::String(s))) => Some(s.clone()),
+            Some(Err(p)) => Some(form_text(p)),
             Some(Ok(_)) => {
                 self.fail(name, "string_type", "Input should be a valid string");
                 None
@@ -262,18 +263,13 @@ pub fn json_fields(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// Reads a generate request of `pipeline`, applying the runner's defaults and our limits.
 pub fn job(
     pipeline: Pipeline,
-    json: Option<&Map<String, Value>>,
-    form: Option<&HashMap<String, Part>>,
+    fields: Fields,
     lim: Limits,
     factor: usize,
     loaded_model: &str,
 ) -> Result<Job, ApiError> {
     let mut r = Reader {
-        fields: match (json, form) {
-            (Some(j), _) => Fields::Json(j),
-            (None, Some(f)) => Fields::Form(f),
-            (None, None) => unreachable!("a body of some kind"),
-        },
+        fields,
         errors: Vec::new(),
     };
     let prompt = r.string("prompt", true);
@@ -376,11 +372,8 @@ pub fn job(
         Pipeline::TextToImage => {
             let (w, h) = (width.unwrap_or(1024), height.unwrap_or(576));
             check_size(w, h, "image size")?;
-            if w as usize % factor != 0 || h as usize % factor != 0 {
-                return Err(ApiError::bad(format!(
-                    "`height` and `width` have to be divisible by {factor} but are {h} and {w}."
-                )));
-            }
+            check_multiple(w as usize, h as usize, factor)
+                .map_err(|e| ApiError::bad(e.to_string()))?;
             Task::Text {
                 width: w as usize,
                 height: h as usize,

@@ -10,7 +10,7 @@
 //! images of a request one after another with seeds seed, seed+1, ...; a request that would
 //! not fit in memory is refused with the runner's 500 out-of-memory answer.
 
-use super::ai_params::{self, ApiError, Job, Limits, Part, Pipeline};
+use super::ai_params::{self, ApiError, Fields, Job, Limits, Part, Pipeline};
 use crate::diffusion::model::Model;
 use crate::diffusion::DiffusionError;
 use axum::body::Body;
@@ -47,6 +47,7 @@ pub struct AiConfig {
 struct App {
     cfg: AiConfig,
     model: Arc<Model>,
+    gpu: Option<Gpu>,
     gate: tokio::sync::Semaphore,
     waiting: AtomicUsize,
     /// Nanoseconds spent generating, and when /hardware/stats last looked.
@@ -69,6 +70,7 @@ pub async fn run(
     );
     let route = format!("/{}", cfg.pipeline.name());
     let app = Arc::new(App {
+        gpu: gpu(cfg.cuda_device),
         cfg,
         model,
         gate: tokio::sync::Semaphore::new(1),
@@ -117,27 +119,46 @@ async fn version(State(app): State<Arc<App>>) -> Response {
     .into_response()
 }
 
-/// Per GPU: id, name, memory and compute capability (empty on a CPU-only worker).
+/// What /hardware/* report about the model's GPU that does not change: read once at start.
+struct Gpu {
+    index: usize,
+    name: String,
+    memory_total: u64,
+    major: u32,
+    minor: u32,
+}
+
+fn gpu(cuda_device: Option<usize>) -> Option<Gpu> {
+    let index = cuda_device?;
+    let d = crate::backend::cuda::probe()
+        .devices
+        .into_iter()
+        .find(|d| d.index == index)?;
+    let (major, minor) = d
+        .compute_capability
+        .split_once('.')
+        .map(|(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)))
+        .unwrap_or((0, 0));
+    Some(Gpu {
+        index,
+        name: d.name,
+        memory_total: d.memory_mib << 20,
+        major,
+        minor,
+    })
+}
+
+/// Per GPU: id, name, memory (free memory read now) and compute capability; empty on a
+/// CPU-only worker.
 fn gpus(app: &App) -> Vec<(String, Value)> {
-    let Some(index) = app.cfg.cuda_device else {
-        return Vec::new();
-    };
-    let info = crate::backend::cuda::probe();
-    info.devices
+    app.gpu
         .iter()
-        .filter(|d| d.index == index)
-        .map(|d| {
-            let total = d.memory_mib << 20;
-            let free = crate::backend::cuda::free_memory(d.index).unwrap_or(total);
-            let (major, minor) = d
-                .compute_capability
-                .split_once('.')
-                .map(|(a, b)| (a.parse().unwrap_or(0), b.parse().unwrap_or(0)))
-                .unwrap_or((0u32, 0u32));
+        .map(|g| {
+            let free = crate::backend::cuda::free_memory(g.index).unwrap_or(g.memory_total);
             (
-                d.index.to_string(),
-                json!({"id": d.index.to_string(), "name": d.name, "memory_total": total,
-                       "memory_free": free, "major": major, "minor": minor}),
+                g.index.to_string(),
+                json!({"id": g.index.to_string(), "name": g.name, "memory_total": g.memory_total,
+                       "memory_free": free, "major": g.major, "minor": g.minor}),
             )
         })
         .collect()
@@ -256,27 +277,15 @@ async fn generate_inner(
     let body = read_body(body, app.cfg.max_body).await?;
     let pipeline = app.cfg.pipeline;
     let factor = app.model.factor();
-    let mut job = if pipeline == Pipeline::TextToImage {
-        let fields = ai_params::json_fields(&body)?;
-        ai_params::job(
-            pipeline,
-            Some(&fields),
-            None,
-            app.cfg.limits,
-            factor,
-            &app.cfg.model_id,
-        )?
+    let (json, parts);
+    let fields = if pipeline == Pipeline::TextToImage {
+        json = ai_params::json_fields(&body)?;
+        Fields::Json(&json)
     } else {
-        let parts = form(headers, body).await?;
-        ai_params::job(
-            pipeline,
-            None,
-            Some(&parts),
-            app.cfg.limits,
-            factor,
-            &app.cfg.model_id,
-        )?
+        parts = form(headers, body).await?;
+        Fields::Form(&parts)
     };
+    let mut job = ai_params::job(pipeline, fields, app.cfg.limits, factor, &app.cfg.model_id)?;
     // Distilled one-step models ignore guidance (the runner forces 0 for these IDs).
     let id = app.cfg.model_id.to_ascii_lowercase();
     if id.contains("turbo") || id.contains("lightning") {
@@ -326,13 +335,15 @@ async fn generate_inner(
 
 /// Generates the job's images one after another (seed + i), as the runner does.
 fn run_job(model: &Model, job: &Job) -> Result<Vec<Value>, DiffusionError> {
+    let b = &job.base;
+    let cond = model.condition(&b.prompt, &b.negative_prompt, b.guidance_scale)?;
     let mut out = Vec::with_capacity(job.images);
     for i in 0..job.images {
         let seed = job.seed.wrapping_add(i as i64);
         let mut req = job.base.clone();
         req.seed = seed as u64;
         let t = Instant::now();
-        let img = model.generate(&req)?;
+        let img = model.generate_with(&cond, &req)?;
         tracing::info!(
             "image {}/{} {}x{} seed {seed}: {:.2} s",
             i + 1,
