@@ -102,3 +102,50 @@ pub fn make_writable(frame: &mut ff::frame::Video) -> Result<(), ff::Error> {
         Ok(())
     }
 }
+
+/// Copies a host 4:2:0 frame (NV12, or planar YUV) into packed NV12 buffers: `y` of
+/// `width * height`, `uv` of `2 * ceil(width / 2) * ceil(height / 2)` (U and V interleaved).
+pub fn pack_nv12(src: &ff::frame::Video, y: &mut [u8], uv: &mut [u8]) {
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let (cw, ch) = chroma_size(w, h);
+    for r in 0..h {
+        y[r * w..(r + 1) * w].copy_from_slice(&src.data(0)[r * src.stride(0)..][..w]);
+    }
+    for r in 0..ch {
+        let row = &mut uv[r * 2 * cw..(r + 1) * 2 * cw];
+        if src.format() == Pixel::NV12 {
+            row.copy_from_slice(&src.data(1)[r * src.stride(1)..][..2 * cw]);
+        } else {
+            let u = &src.data(1)[r * src.stride(1)..][..cw];
+            let v = &src.data(2)[r * src.stride(2)..][..cw];
+            for x in 0..cw {
+                row[2 * x] = u[x];
+                row[2 * x + 1] = v[x];
+            }
+        }
+    }
+}
+
+/// The reverse of [`pack_nv12`]: packed NV12 buffers into a writable host frame (NV12, or
+/// planar YUV) of the same size.
+pub fn unpack_nv12(y: &[u8], uv: &[u8], dst: &mut ff::frame::Video) {
+    let (w, h) = (dst.width() as usize, dst.height() as usize);
+    let (cw, ch) = chroma_size(w, h);
+    let sy = dst.stride(0);
+    for r in 0..h {
+        dst.data_mut(0)[r * sy..][..w].copy_from_slice(&y[r * w..(r + 1) * w]);
+    }
+    let (su, sv) = (dst.stride(1), dst.stride(2));
+    let nv12 = dst.format() == Pixel::NV12;
+    for r in 0..ch {
+        let row = &uv[r * 2 * cw..(r + 1) * 2 * cw];
+        if nv12 {
+            dst.data_mut(1)[r * su..][..2 * cw].copy_from_slice(row);
+        } else {
+            for x in 0..cw {
+                dst.data_mut(1)[r * su + x] = row[2 * x];
+                dst.data_mut(2)[r * sv + x] = row[2 * x + 1];
+            }
+        }
+    }
+}

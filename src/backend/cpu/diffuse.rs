@@ -6,6 +6,7 @@ use crate::diffusion::model::Conditioning;
 use crate::diffusion::video::DiffuseConfig;
 use crate::diffusion::DiffusionError;
 use crate::error::{Error, Result};
+use crate::media::frame::{pack_nv12, unpack_nv12};
 use crate::pipeline::stage::FrameFilter;
 use crate::scale::color::{nv12_to_rgb, rgb_to_nv12};
 use candle_core::Tensor;
@@ -36,7 +37,7 @@ impl CpuDiffuser {
             .flatten_all()?
             .to_vec1()?;
         let (y, uv) = rgb_to_nv12(&rgb, w, h);
-        write_planes(frame, &y, &uv);
+        unpack_nv12(&y, &uv, frame);
         Ok(())
     }
 }
@@ -58,58 +59,17 @@ impl FrameFilter for CpuDiffuser {
 fn nv12_planes(
     frame: &ff::frame::Video,
 ) -> std::result::Result<(Vec<u8>, Vec<u8>), DiffusionError> {
+    if !matches!(
+        frame.format(),
+        Pixel::NV12 | Pixel::YUV420P | Pixel::YUVJ420P
+    ) {
+        return Err(DiffusionError::Input(format!(
+            "diffuse: frames in {:?} are not supported (8-bit 4:2:0 only)",
+            frame.format()
+        )));
+    }
     let (w, h) = (frame.width() as usize, frame.height() as usize);
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    let mut y = Vec::with_capacity(w * h);
-    for row in 0..h {
-        let s = frame.stride(0) * row;
-        y.extend_from_slice(&frame.data(0)[s..s + w]);
-    }
-    let mut uv = Vec::with_capacity(2 * cw * ch);
-    match frame.format() {
-        Pixel::NV12 => {
-            for row in 0..ch {
-                let s = frame.stride(1) * row;
-                uv.extend_from_slice(&frame.data(1)[s..s + 2 * cw]);
-            }
-        }
-        Pixel::YUV420P | Pixel::YUVJ420P => {
-            for row in 0..ch {
-                let (su, sv) = (frame.stride(1) * row, frame.stride(2) * row);
-                for x in 0..cw {
-                    uv.push(frame.data(1)[su + x]);
-                    uv.push(frame.data(2)[sv + x]);
-                }
-            }
-        }
-        other => {
-            return Err(DiffusionError::Input(format!(
-                "diffuse: frames in {other:?} are not supported (8-bit 4:2:0 only)"
-            )))
-        }
-    }
+    let (mut y, mut uv) = (vec![0; w * h], vec![0; 2 * w.div_ceil(2) * h.div_ceil(2)]);
+    pack_nv12(frame, &mut y, &mut uv);
     Ok((y, uv))
-}
-
-fn write_planes(frame: &mut ff::frame::Video, y: &[u8], uv: &[u8]) {
-    let (w, h) = (frame.width() as usize, frame.height() as usize);
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    for row in 0..h {
-        let s = frame.stride(0) * row;
-        frame.data_mut(0)[s..s + w].copy_from_slice(&y[row * w..(row + 1) * w]);
-    }
-    let nv12 = frame.format() == Pixel::NV12;
-    for row in 0..ch {
-        let src = &uv[row * 2 * cw..(row + 1) * 2 * cw];
-        if nv12 {
-            let s = frame.stride(1) * row;
-            frame.data_mut(1)[s..s + 2 * cw].copy_from_slice(src);
-        } else {
-            let (su, sv) = (frame.stride(1) * row, frame.stride(2) * row);
-            for x in 0..cw {
-                frame.data_mut(1)[su + x] = src[2 * x];
-                frame.data_mut(2)[sv + x] = src[2 * x + 1];
-            }
-        }
-    }
 }

@@ -7,6 +7,7 @@
 use super::frame::{alloc_nv12, device_planes, DevicePlanes};
 use super::kernels::{self, ScalePlaneJob, SCALE_BLOCK};
 use crate::error::{Error, Result};
+use crate::media::frame::{pack_nv12, unpack_nv12};
 use crate::pipeline::stage::MultiScaler;
 use crate::scale::{chroma_size, ScalePlan};
 use cudarc::driver::{
@@ -40,8 +41,6 @@ pub fn driver_present() -> bool {
 struct Out {
     y: CudaSlice<u8>,
     uv: CudaSlice<u8>,
-    pitch_y: usize,
-    pitch_uv: usize,
     host_y: Vec<u8>,
     host_uv: Vec<u8>,
 }
@@ -136,8 +135,6 @@ impl CudaScaler {
                 Some(Out {
                     y: alloc(dw * dh)?,
                     uv: alloc(2 * dcw * dch)?,
-                    pitch_y: dw,
-                    pitch_uv: 2 * dcw,
                     host_y: vec![0; dw * dh],
                     host_uv: vec![0; 2 * dcw * dch],
                 })
@@ -221,28 +218,8 @@ impl CudaScaler {
     /// Copies a host frame into the NV12 source buffers (U and V interleaved).
     fn upload_source(&mut self, src: &ff::frame::Video) -> Result<DevicePlanes> {
         let (w, h) = (self.plan.src_width, self.plan.src_height);
-        let (cw, ch) = chroma_size(w, h);
-        for r in 0..h {
-            let row = &src.data(0)[r * src.stride(0)..][..w];
-            self.host_y[r * w..(r + 1) * w].copy_from_slice(row);
-        }
-        if src.format() == ff::format::Pixel::NV12 {
-            for r in 0..ch {
-                let row = &src.data(1)[r * src.stride(1)..][..2 * cw];
-                self.host_uv[r * 2 * cw..(r + 1) * 2 * cw].copy_from_slice(row);
-            }
-        } else {
-            for r in 0..ch {
-                let (u, v) = (
-                    &src.data(1)[r * src.stride(1)..][..cw],
-                    &src.data(2)[r * src.stride(2)..][..cw],
-                );
-                for x in 0..cw {
-                    self.host_uv[r * 2 * cw + 2 * x] = u[x];
-                    self.host_uv[r * 2 * cw + 2 * x + 1] = v[x];
-                }
-            }
-        }
+        let (cw, _) = chroma_size(w, h);
+        pack_nv12(src, &mut self.host_y, &mut self.host_uv);
         let s = &self.stream;
         s.memcpy_htod(&self.host_y, &mut self.src_y)
             .map_err(|e| cuda_err("upload", e))?;
@@ -279,21 +256,7 @@ impl CudaScaler {
             s.memcpy_dtoh(&o.uv, &mut o.host_uv)
                 .map_err(|e| cuda_err("download", e))?;
             s.synchronize().map_err(|e| cuda_err("synchronize", e))?;
-            let (dw, dh) = (f.width() as usize, f.height() as usize);
-            let (dcw, dch) = chroma_size(dw, dh);
-            let sy = f.stride(0);
-            for r in 0..dh {
-                f.data_mut(0)[r * sy..r * sy + dw]
-                    .copy_from_slice(&o.host_y[r * o.pitch_y..][..dw]);
-            }
-            let (su, sv) = (f.stride(1), f.stride(2));
-            for r in 0..dch {
-                let row = &o.host_uv[r * o.pitch_uv..][..2 * dcw];
-                for x in 0..dcw {
-                    f.data_mut(1)[r * su + x] = row[2 * x];
-                    f.data_mut(2)[r * sv + x] = row[2 * x + 1];
-                }
-            }
+            unpack_nv12(&o.host_y, &o.host_uv, f);
         }
         Ok(())
     }
