@@ -148,28 +148,27 @@ fn gpu(cuda_device: Option<usize>) -> Option<Gpu> {
     })
 }
 
-/// Per GPU: id, name, memory (free memory read now) and compute capability; empty on a
-/// CPU-only worker.
-fn gpus(app: &App) -> Vec<(String, Value)> {
-    app.gpu
-        .iter()
-        .map(|g| {
-            let free = crate::backend::cuda::free_memory(g.index).unwrap_or(g.memory_total);
-            (
-                g.index.to_string(),
-                json!({"id": g.index.to_string(), "name": g.name, "memory_total": g.memory_total,
-                       "memory_free": free, "major": g.major, "minor": g.minor}),
-            )
-        })
-        .collect()
+/// The `gpu_info` or `gpu_stats` map: the GPU's id, name and memory (free memory read now)
+/// plus `more` (an empty map on a CPU-only worker).
+fn gpu_map(app: &App, more: impl Fn(&Gpu) -> Value) -> Value {
+    let mut map = serde_json::Map::new();
+    if let Some(g) = &app.gpu {
+        let free = crate::backend::cuda::free_memory(g.index).unwrap_or(g.memory_total);
+        let mut v = json!({"id": g.index.to_string(), "name": g.name,
+                           "memory_total": g.memory_total, "memory_free": free});
+        if let (Some(v), Value::Object(m)) = (v.as_object_mut(), more(g)) {
+            v.extend(m);
+        }
+        map.insert(g.index.to_string(), v);
+    }
+    Value::Object(map)
 }
 
 async fn hardware_info(State(app): State<Arc<App>>) -> Response {
-    let gpu_info: serde_json::Map<String, Value> = gpus(&app).into_iter().collect();
     axum::Json(json!({
         "pipeline": app.cfg.pipeline.name(),
         "model_id": app.cfg.model_id,
-        "gpu_info": gpu_info,
+        "gpu_info": gpu_map(&app, |g| json!({"major": g.major, "minor": g.minor})),
     }))
     .into_response()
 }
@@ -185,19 +184,11 @@ async fn hardware_stats(State(app): State<Arc<App>>) -> Response {
         *last = (Instant::now(), busy);
         pct
     };
-    let gpu_stats: serde_json::Map<String, Value> = gpus(&app)
-        .into_iter()
-        .map(|(k, v)| {
-            let s = json!({"id": v["id"], "name": v["name"], "memory_total": v["memory_total"],
-                           "memory_free": v["memory_free"], "utilization_compute": util,
-                           "utilization_memory": util});
-            (k, s)
-        })
-        .collect();
+    let more = |_: &Gpu| json!({"utilization_compute": util, "utilization_memory": util});
     axum::Json(json!({
         "pipeline": app.cfg.pipeline.name(),
         "model_id": app.cfg.model_id,
-        "gpu_stats": gpu_stats,
+        "gpu_stats": gpu_map(&app, more),
     }))
     .into_response()
 }
