@@ -13,9 +13,11 @@ pub enum Error {
     Truncated { path: PathBuf, size: u64 },
     #[error("{path}: no video stream (audio-only or empty segment)")]
     NoVideo { path: PathBuf },
-    #[error("{path}: unsupported input codec '{codec}' (this worker decodes h264 and hevc)")]
+    #[error(
+        "{path}: unsupported input codec '{codec}' (this worker decodes h264, hevc, vp8 and vp9)"
+    )]
     UnsupportedCodec { path: PathBuf, codec: String },
-    #[error("{path}: unsupported pixel format '{format}' (this worker transcodes 8-bit 4:2:0 video: yuv420p, yuvj420p, nv12)")]
+    #[error("{path}: unsupported pixel format '{format}' (this worker transcodes planar YUV 4:2:0, 4:2:2 and 4:4:4 of 8 to 16 bits, and nv12)")]
     UnsupportedPixelFormat { path: PathBuf, format: String },
     #[error("{path}: no decodable video frame (the segment has no keyframe, or starts mid-GOP without one)")]
     NoKeyframe { path: PathBuf },

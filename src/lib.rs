@@ -10,6 +10,7 @@ pub mod bench;
 pub mod diffusion;
 pub mod error;
 pub mod media;
+pub mod mpeg7;
 pub mod net;
 pub mod pipeline;
 pub mod profile;

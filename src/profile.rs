@@ -85,6 +85,26 @@ pub enum Gop {
     Seconds(f64),
 }
 
+/// The codec a rendition is encoded with (lpms `VideoCodec`; JSON names as lpms's
+/// `VideoCodecName`: "H.264", "HEVC").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputCodec {
+    #[default]
+    H264,
+    Hevc,
+}
+
+impl OutputCodec {
+    /// lpms's name of the codec.
+    pub fn lpms_name(self) -> &'static str {
+        match self {
+            Self::H264 => "H.264",
+            Self::Hevc => "HEVC",
+        }
+    }
+}
+
 /// Output container of a rendition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,6 +151,7 @@ pub struct Profile {
     pub container: Container,
     /// CRF (0 = off). With a CRF the bitrate becomes a cap.
     pub quality: u32,
+    pub codec: OutputCodec,
 }
 
 impl fmt::Display for Profile {
@@ -186,6 +207,7 @@ pub fn preset(name: &str) -> Option<Profile> {
             gop: Gop::Default,
             container: Container::Mpegts,
             quality: 0,
+            codec: OutputCodec::H264,
         })
 }
 
@@ -210,6 +232,7 @@ pub fn bench_ladder() -> Vec<Profile> {
         gop: Gop::Seconds(1.0),
         container: Container::Mpegts,
         quality: 0,
+        codec: OutputCodec::H264,
     })
     .collect()
 }
@@ -348,18 +371,19 @@ fn parse_one(index: usize, item: &serde_json::Value) -> Result<Profile, ProfileE
         None | Some(serde_json::Value::Null) => Gop::Default,
         Some(v) => parse_gop(v).map_err(|problem| bad("gop", problem))?,
     };
-    match lookup(map, "encoder")
+    let codec = match lookup(map, "encoder")
         .and_then(|v| v.as_str())
         .unwrap_or("")
     {
-        "" | "H.264" => {}
+        "" | "H.264" => OutputCodec::H264,
+        "HEVC" => OutputCodec::Hevc,
         other => {
             return Err(bad(
                 "encoder",
-                format!("'{other}' is not supported (this worker encodes H.264)"),
+                format!("'{other}' is not supported (this worker encodes H.264 and HEVC)"),
             ))
         }
-    }
+    };
     let container = match lookup(map, "format").and_then(|v| v.as_str()) {
         None | Some("") | Some("mpegts") => Container::Mpegts,
         Some("mp4") => Container::Mp4,
@@ -386,6 +410,7 @@ fn parse_one(index: usize, item: &serde_json::Value) -> Result<Profile, ProfileE
         gop,
         container,
         quality,
+        codec,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use crate::pipeline::{Session, SessionConfig};
+use crate::profile::OutputCodec;
 use crate::sched::{Admission, Placement, Pool};
 use std::sync::Arc;
 
@@ -65,7 +66,11 @@ impl Worker {
             let engines = crate::backend::cuda::engines::engines(l.device);
             cfg.cuda_device = Some(l.device);
             let renditions = cfg.profiles.len() as u32;
+            // NVENC encodes H.264 here; a ladder with an HEVC rendition encodes on the CPU
+            // (the scaler writes host frames for the whole session).
+            let h264_only = cfg.profiles.iter().all(|p| p.codec == OutputCodec::H264);
             cfg.nvenc = cfg.nvenc
+                && h264_only
                 && engines.nvenc_h264()
                 && l.reserve_nvenc(renditions, engines.nvenc_session_limit);
             tracing::debug!(

@@ -116,7 +116,10 @@ fn sample() -> proto::NotifySegment {
             duration: 2000,
             calc_perceptual_hash: true,
             force_session_reinit: true,
-            capabilities: Some(gpuworker::net::capabilities::ours()),
+            capabilities: Some(gpuworker::net::capabilities::message(
+                gpuworker::net::capabilities::DEFAULT,
+                "0.9.1",
+            )),
             auth_token: Some(proto::AuthToken {
                 token: vec![1, 2, 3],
                 session_id: "abc".into(),
@@ -189,7 +192,11 @@ fn our_messages_decode_with_the_upstream_schema_and_back() {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    assert_eq!(bits, gpuworker::net::capabilities::ours().bitstring);
+    assert_eq!(
+        bits,
+        gpuworker::net::capabilities::message(gpuworker::net::capabilities::DEFAULT, "0.9.1")
+            .bitstring
+    );
 
     // Upstream's encoding (including fields we do not model) decodes with ours to the same
     // values; the extra fields are skipped.
@@ -209,7 +216,10 @@ fn our_messages_decode_with_the_upstream_schema_and_back() {
     let r = proto::RegisterRequest {
         secret: "s".into(),
         capacity: 5,
-        capabilities: Some(gpuworker::net::capabilities::ours()),
+        capabilities: Some(gpuworker::net::capabilities::message(
+            gpuworker::net::capabilities::DEFAULT,
+            "0.9.1",
+        )),
     };
     let dm = DynamicMessage::decode(reg, r.encode_to_vec().as_slice()).unwrap();
     assert_eq!(field(&dm, "capacity").as_i64(), Some(5));

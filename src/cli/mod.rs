@@ -2,7 +2,8 @@
 
 mod ai;
 mod bench;
-mod network;
+pub mod livepeer_flags;
+pub mod network;
 mod probe;
 mod tools;
 mod transcode;
@@ -83,6 +84,15 @@ pub enum Command {
     /// Write a tiny random-weight diffusers model (for trying `ai` and `--diffuse` without
     /// real weights).
     AiTestmodel(ai::TestModelArgs),
+    /// Compare two binary MPEG-7 video signatures as a go-livepeer gateway's fast
+    /// verification does (lpms CompareSignatureByBuffer): prints whole, partial, no match or
+    /// InvalidSignData; exits 0 on a match, 1 otherwise.
+    SignatureCompare {
+        /// The trusted transcoder's signature (e.g. `ffmpeg ... -vf signature=filename=a.bin`).
+        a: PathBuf,
+        /// The other transcoder's signature (e.g. `transcode --signatures` writes `*.ts.bin`).
+        b: PathBuf,
+    },
     /// PSNR of a rendition against its source scaled by the float64 reference resampler.
     Psnr {
         /// The source segment.
@@ -136,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             profiles,
             x264_preset,
         } => tools::ffmpeg_cmd(&input, &prefix, &profiles, &x264_preset),
+        Command::SignatureCompare { a, b } => tools::signature_compare(&a, &b),
         Command::Psnr {
             source,
             rendition,

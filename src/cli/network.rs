@@ -1,7 +1,9 @@
 //! `gpuworker transcoder`, `gpuworker serve` and `gpuworker test-orchestrator`.
 
 use anyhow::{bail, Context};
-use gpuworker::net::{serve, sessions::SessionTable, test_orchestrator, tls::Trust, transcoder};
+use gpuworker::net::{
+    capability_test, serve, sessions::SessionTable, test_orchestrator, tls::Trust, transcoder,
+};
 use gpuworker::pipeline::SessionConfig;
 use gpuworker::worker::{Worker, WorkerConfig};
 use gpuworker::{bench::input, profile};
@@ -28,8 +30,19 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    fn worker(&self, capacity: usize) -> anyhow::Result<Arc<Worker>> {
-        let devices = match &self.nvidia {
+    /// The defaults of the command-line options.
+    pub fn defaults() -> Self {
+        WorkerArgs {
+            nvidia: None,
+            jobs: 0,
+            x264_preset: gpuworker::backend::cpu::encode::DEFAULT_PRESET.to_string(),
+            work_dir: PathBuf::from("/tmp/gpuworker-work"),
+        }
+    }
+
+    /// The CUDA devices `--nvidia` names (none without it).
+    fn devices(&self) -> anyhow::Result<Vec<usize>> {
+        Ok(match &self.nvidia {
             None => Vec::new(),
             Some(spec) => {
                 let info = gpuworker::backend::cuda::probe();
@@ -39,11 +52,14 @@ impl WorkerArgs {
                 gpuworker::sched::placement::parse_devices(spec, info.devices.len())
                     .map_err(|e| anyhow::anyhow!("--nvidia {spec}: {e}"))?
             }
-        };
+        })
+    }
+
+    fn worker(&self, capacity: usize) -> anyhow::Result<Arc<Worker>> {
         Ok(Arc::new(Worker::new(WorkerConfig {
             threads: self.jobs,
             capacity,
-            devices,
+            devices: self.devices()?,
         })))
     }
 
@@ -58,18 +74,34 @@ impl WorkerArgs {
 #[command(
     after_help = "Example (with the test orchestrator of `gpuworker test-orchestrator`):\n  \
     gpuworker transcoder --orch-addr 127.0.0.1:8935 --orch-secret secret.txt --max-sessions 4\n\n\
+    go-livepeer's own command line works too: gpuworker -transcoder -orchAddr=HOST \
+    -orchSecret=SECRET -maxSessions=N [-nvidia=0,1|all] [-monitor -cliAddr=ADDR] [-v=6]\n\n\
     Stops on SIGTERM or Ctrl-C after finishing the segments in flight. Logs: GPUWORKER_LOG=debug."
 )]
 pub struct TranscoderArgs {
-    /// Orchestrator address, HOST[:PORT] (default port 8935; only the first of a comma list).
+    /// Orchestrator address, HOST[:PORT] (default port 8935, `:PORT` for 127.0.0.1,
+    /// `https://HOST` for 443; only the first of a comma list).
     #[arg(long)]
     pub orch_addr: String,
     /// The orchestrator's transcoder secret, or a file that holds it.
     #[arg(long)]
     pub orch_secret: String,
-    /// Concurrent streams to accept (announced to the orchestrator as capacity).
+    /// Concurrent streams announced to the orchestrator as capacity. The worker never
+    /// refuses a stream the orchestrator sends within it.
     #[arg(long, default_value_t = 10)]
     pub max_sessions: usize,
+    /// Test every capability on every device at start and claim only what passed
+    /// (go-livepeer's -testTranscoder); false claims the defaults untested.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub test_transcoder: bool,
+    /// Claim HEVC decoding (true), never claim it (false); unset: where the test passed on
+    /// a GPU (a CPU-only worker leaves it out, as go-livepeer).
+    #[arg(long)]
+    pub hevc_decoding: Option<bool>,
+    /// The version registered with the orchestrator (gateways' -orchMinLivepeerVersion
+    /// compares it): the go-livepeer release whose protocol this worker implements.
+    #[arg(long, default_value = gpuworker::net::capabilities::LIVEPEER_VERSION)]
+    pub livepeer_version: String,
     /// Accept only the orchestrator certificate in this PEM file (default: any certificate,
     /// as go-livepeer does).
     #[arg(long)]
@@ -145,6 +177,38 @@ pub struct OrchestratorArgs {
     /// Keep serving after the streams are played.
     #[arg(long)]
     pub linger: bool,
+    /// Jobs come from an HTTP-push gateway: they require segment slicing (capability 26).
+    #[arg(long)]
+    pub http_push: bool,
+    /// With --http-push: slice every segment to FROM:TO ms (Content-Slice-From/-To).
+    #[arg(long, value_name = "FROM:TO", requires = "http_push")]
+    pub clip: Option<String>,
+    /// The gateway verifies: jobs require MPEG-7 signatures (capability 14) and ask for them.
+    #[arg(long)]
+    pub verification: bool,
+    /// The gateway's -orchMinLivepeerVersion.
+    #[arg(long)]
+    pub min_version: Option<String>,
+    /// Start the streams once this many transcoders have registered.
+    #[arg(long, default_value_t = 1)]
+    pub wait_transcoders: usize,
+    /// Start stream k this many seconds after stream k-1.
+    #[arg(long, default_value_t = 0.0)]
+    pub stagger: f64,
+    /// Serve segments from a second address with its own certificate (like a gateway's
+    /// object store) instead of from the orchestrator's.
+    #[arg(long)]
+    pub separate_storage: bool,
+}
+
+/// Segments one stream may have queued (go-livepeer's `maxSegmentChannels`, core/lb.go).
+const SESSION_DEPTH: usize = 4;
+
+/// The host name, go-livepeer's metrics `node_id`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -168,19 +232,47 @@ pub fn transcoder(args: TranscoderArgs) -> anyhow::Result<i32> {
     if args.max_sessions == 0 {
         bail!("--max-sessions must be at least 1");
     }
+    if gpuworker::net::capabilities::parse_version(&args.livepeer_version).is_none() {
+        bail!(
+            "--livepeer-version {}: not a semantic version (gateways would refuse it)",
+            args.livepeer_version
+        );
+    }
     let trust = match &args.orch_cert {
         Some(path) => Trust::pin_file(path)?,
         None => Trust::Any,
     };
-    let worker = args.worker.worker(args.max_sessions)?;
+    let devices = args.worker.devices()?;
+    let tested = capability_test::run(&capability_test::Options {
+        devices: devices.clone(),
+        test: args.test_transcoder,
+        hevc_decoding: args.hevc_decoding,
+        work_dir: args.worker.work_dir.clone(),
+        preset: args.worker.x264_preset.clone(),
+    })?;
+    for line in tested.table().lines() {
+        tracing::info!("{line}");
+    }
+    // go-livepeer never refuses work locally: admission only guards against a runaway, with
+    // room for the orchestrator's teardowns to arrive after its slots are reused.
+    let mut session = args.worker.session();
+    session.depth = SESSION_DEPTH;
+    let worker = Arc::new(Worker::new(WorkerConfig {
+        threads: args.worker.jobs,
+        capacity: args.max_sessions * 2 + 2,
+        devices,
+    }));
     let cfg = transcoder::TranscoderConfig {
         orch_addr: transcoder::orchestrator_address(&args.orch_addr),
         secret: transcoder::read_secret(&args.orch_secret),
         max_sessions: args.max_sessions,
         trust,
         work_dir: args.worker.work_dir.clone(),
-        session: args.worker.session(),
+        session,
         metrics_addr: args.metrics_addr,
+        capabilities: tested.claimed,
+        version: args.livepeer_version.clone(),
+        node_id: hostname(),
     };
     let rt = runtime()?;
     let result = rt.block_on(async move {
@@ -225,6 +317,14 @@ pub fn test_orchestrator(args: OrchestratorArgs) -> anyhow::Result<i32> {
     if segments.is_empty() {
         bail!("{}: no segments", args.input.display());
     }
+    let clip = match &args.clip {
+        None => None,
+        Some(spec) => Some(
+            spec.split_once(':')
+                .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--clip {spec}: expected FROM:TO in ms"))?,
+        ),
+    };
     let cfg = test_orchestrator::OrchestratorConfig {
         listen: args.listen,
         secret: transcoder::read_secret(&args.secret),
@@ -235,6 +335,15 @@ pub fn test_orchestrator(args: OrchestratorArgs) -> anyhow::Result<i32> {
         cert_out: args.cert_out,
         stall_seq: args.stall_seq,
         linger: args.linger,
+        gateway: test_orchestrator::gateway::GatewayMode {
+            http_push: args.http_push,
+            clip,
+            verification: args.verification,
+            min_version: args.min_version,
+        },
+        wait_transcoders: args.wait_transcoders,
+        stagger: std::time::Duration::from_secs_f64(args.stagger.max(0.0)),
+        separate_storage: args.separate_storage,
     };
     let outcomes = runtime()?.block_on(test_orchestrator::run(cfg))?;
     let ok = outcomes.iter().filter(|o| o.status == "ok").count();

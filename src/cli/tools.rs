@@ -94,7 +94,7 @@ pub fn ffmpeg_cmd(input: &Path, prefix: &str, spec: &str, preset: &str) -> anyho
             "-c:a".into(),
             "copy".into(),
             "-c:v".into(),
-            "libx264".into(),
+            settings.encoder_name().into(),
         ];
         if p.frame_rate().is_none() {
             e.extend(["-fps_mode".into(), "passthrough".into()]);
@@ -123,4 +123,27 @@ pub fn ffmpeg_cmd(input: &Path, prefix: &str, spec: &str, preset: &str) -> anyho
     }
     println!("{}", serde_json::to_string(&args)?);
     Ok(0)
+}
+
+/// `gpuworker signature-compare A B`: a gateway's verdict on two signatures.
+pub fn signature_compare(a: &Path, b: &Path) -> anyhow::Result<i32> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let (x, y) = (read(a)?, read(b)?);
+    match gpuworker::mpeg7::compare(&x, &y) {
+        Ok(v) => {
+            println!(
+                "{}",
+                match v {
+                    gpuworker::mpeg7::Verdict::Whole => "whole match",
+                    gpuworker::mpeg7::Verdict::Partial => "partial match",
+                    gpuworker::mpeg7::Verdict::NoMatch => "no match",
+                }
+            );
+            Ok(if v.matches() { 0 } else { 1 })
+        }
+        Err(e) => {
+            println!("{e}");
+            Ok(1)
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use gpuworker::backend::cpu::scale::Kernels;
 use gpuworker::media::testsrc;
-use gpuworker::pipeline::{SegmentReport, SessionConfig, Ticket};
+use gpuworker::pipeline::{Clip, SegmentOptions, SegmentReport, SessionConfig, Ticket};
 use gpuworker::profile;
 use gpuworker::worker::{Worker, WorkerConfig};
 use std::collections::HashSet;
@@ -61,6 +61,14 @@ pub struct Args {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Clip every rendition of every segment to FROM:TO milliseconds after its first frame
+    /// (go-livepeer's segment slicing; 0 leaves that end open, e.g. 500:0).
+    #[arg(long, value_name = "FROM:TO")]
+    pub clip: Option<String>,
+    /// Also write each rendition's MPEG-7 video signature beside it, as `<rendition>.bin`
+    /// (what lpms writes for a gateway's verification).
+    #[arg(long)]
+    pub signatures: bool,
     #[command(flatten)]
     pub diffuse: super::ai::DiffuseArgs,
 }
@@ -79,6 +87,21 @@ fn output_name(name: &str) -> String {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let profiles = profile::parse_spec(&args.profiles)?;
+    let clip = match &args.clip {
+        None => None,
+        Some(spec) => {
+            let (from, to) = spec
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--clip {spec}: expected FROM:TO in ms"))?;
+            Clip::new(from, to).map_err(|e| anyhow::anyhow!("--clip {spec}: {e} (TO < FROM)"))?
+        }
+    };
+    let opts = SegmentOptions {
+        clip,
+        signature: args.signatures,
+        service: None,
+    };
     let kernels = match args.scaler.as_str() {
         "auto" | "cuda" => Kernels::detect(),
         name => Kernels::by_name(name).ok_or_else(|| {
@@ -154,6 +177,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut in_flight: VecDeque<(usize, &PathBuf, Ticket)> = VecDeque::new();
     let mut settle = |(n, input, ticket): (usize, &PathBuf, Ticket)| match ticket.wait() {
         Ok(r) => {
+            for rend in &r.renditions {
+                let Some(sig) = &rend.signature else { continue };
+                let mut path = rend.path.clone().into_os_string();
+                path.push(".bin");
+                if let Err(e) = std::fs::write(&path, sig) {
+                    eprintln!("error: {}: {e}", PathBuf::from(path).display());
+                }
+            }
             if !args.quiet {
                 eprintln!(
                     "[{}/{}] {}: {} frames, {:.2} s media, done {:.2} s after submission",
@@ -186,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             })
             .collect();
         loop {
-            match session.submit(input, &outputs) {
+            match session.submit_with(input, &outputs, opts.clone()) {
                 Ok(t) => {
                     in_flight.push_back((n, input, t));
                     break;

@@ -5,12 +5,18 @@ use ff::format::Pixel;
 use ffmpeg_next as ff;
 use std::path::{Path, PathBuf};
 
-/// Codecs the decode stage accepts.
-pub const SUPPORTED_CODECS: &[ff::codec::Id] = &[ff::codec::Id::H264, ff::codec::Id::HEVC];
+/// Codecs the decode stage accepts (go-livepeer's input codecs: H.264, HEVC, VP8, VP9).
+pub const SUPPORTED_CODECS: &[ff::codec::Id] = &[
+    ff::codec::Id::H264,
+    ff::codec::Id::HEVC,
+    ff::codec::Id::VP8,
+    ff::codec::Id::VP9,
+];
 
-/// Pixel formats the scalers accept (8-bit 4:2:0).
+/// Pixel formats that are transcoded: 8-bit 4:2:0 as is, other planar YUV (4:2:2, 4:4:4,
+/// 9 to 16 bits) converted to it first ([`crate::media::frame::conversion`]).
 pub fn pixel_format_supported(p: Pixel) -> bool {
-    matches!(p, Pixel::YUV420P | Pixel::YUVJ420P | Pixel::NV12)
+    crate::media::frame::conversion(p).is_some()
 }
 
 /// An opened segment and the facts the session needs about its video.
@@ -26,6 +32,8 @@ pub struct Segment {
     pub time_base: ff::Rational,
     /// Frame rate of the video stream (average, else nominal; 30/1 when unknown).
     pub frame_rate: ff::Rational,
+    /// Pixel format the container declares (None when it does not say).
+    pub format: Pixel,
 }
 
 impl Segment {
@@ -102,6 +110,7 @@ impl Segment {
             width: width as u32,
             height: height as u32,
             frame_rate,
+            format,
             input,
         })
     }

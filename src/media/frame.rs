@@ -1,6 +1,7 @@
 //! Views of decoded and rendition frames as scaler planes. Host frames are FFmpeg `AVFrame`s
 //! (refcounted, reused across frames); the CUDA backend adds device frames beside them.
 
+use crate::scale::convert::{to_i420, Chroma, Source, SrcPlane};
 use crate::scale::{
     chroma_size, Destinations, DstFrame, Layout, Plane, PlaneId, PlaneMut, SrcFrame,
 };
@@ -148,4 +149,62 @@ pub fn unpack_nv12(y: &[u8], uv: &[u8], dst: &mut ff::frame::Video) {
             }
         }
     }
+}
+
+/// How a decoded frame of pixel format `p` reaches the scalers: `None` for 8-bit 4:2:0 (read
+/// as is), else its chroma subsampling and bit depth for [`crate::scale::convert`]; formats
+/// outside both are not transcoded.
+pub fn conversion(p: Pixel) -> Option<Option<(Chroma, u32)>> {
+    use Chroma::*;
+    Some(Some(match p {
+        Pixel::YUV420P | Pixel::YUVJ420P | Pixel::NV12 => return Some(None),
+        Pixel::YUV422P | Pixel::YUVJ422P => (S422, 8),
+        Pixel::YUV444P | Pixel::YUVJ444P => (S444, 8),
+        Pixel::YUV420P9LE => (S420, 9),
+        Pixel::YUV420P10LE => (S420, 10),
+        Pixel::YUV420P12LE => (S420, 12),
+        Pixel::YUV420P14LE => (S420, 14),
+        Pixel::YUV420P16LE => (S420, 16),
+        Pixel::YUV422P9LE => (S422, 9),
+        Pixel::YUV422P10LE => (S422, 10),
+        Pixel::YUV422P12LE => (S422, 12),
+        Pixel::YUV422P14LE => (S422, 14),
+        Pixel::YUV422P16LE => (S422, 16),
+        Pixel::YUV444P9LE => (S444, 9),
+        Pixel::YUV444P10LE => (S444, 10),
+        Pixel::YUV444P12LE => (S444, 12),
+        Pixel::YUV444P14LE => (S444, 14),
+        Pixel::YUV444P16LE => (S444, 16),
+        _ => return None,
+    }))
+}
+
+/// Converts `src` (a format [`conversion`] names) into `dst`, an 8-bit YUV420P frame of the
+/// same size (reallocated if its size differs), keeping the timestamp.
+pub fn convert_to_i420(src: &ff::frame::Video, dst: &mut ff::frame::Video) {
+    let Some(Some((chroma, depth))) = conversion(src.format()) else {
+        panic!(
+            "convert_to_i420: {:?} is not a converted format",
+            src.format()
+        );
+    };
+    let (w, h) = (src.width(), src.height());
+    if (dst.width(), dst.height(), dst.format()) != (w, h, Pixel::YUV420P) {
+        *dst = ff::frame::Video::new(Pixel::YUV420P, w, h);
+    }
+    let plane = |i: usize| SrcPlane {
+        data: src.data(i),
+        stride: src.stride(i),
+    };
+    let source = Source {
+        width: w as usize,
+        height: h as usize,
+        chroma,
+        depth,
+        planes: [plane(0), plane(1), plane(2)],
+    };
+    let strides = [dst.stride(0), dst.stride(1), dst.stride(2)];
+    let d = dst_view(dst);
+    to_i420(&source, d.y.data, d.u.data, d.v.data, strides);
+    dst.set_pts(src.pts());
 }

@@ -92,6 +92,11 @@ impl RenditionWriter {
         })
     }
 
+    /// The time base of the video stream in the file (what the muxer chose).
+    pub fn video_time_base(&self) -> ff::Rational {
+        self.video_tb
+    }
+
     /// Writes an encoded video packet whose timestamps are in `encoder_tb`.
     pub fn write_video(&mut self, packet: &mut ff::Packet, encoder_tb: ff::Rational) -> Result<()> {
         self.video_bytes += packet.size() as u64;

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::media::demux::Segment;
-use crate::media::frame::src_view;
+use crate::media::frame::{conversion, convert_to_i420, src_view};
 use crate::scale::filter::Kernel;
 use crate::scale::reference::{psnr_from_mse, scale_plane};
 use crate::scale::{chroma_size, Plane};
@@ -30,7 +30,9 @@ pub struct PsnrReport {
 /// A decoded frame: width, height and tightly packed Y, U, V planes.
 pub type PackedFrame = (u32, u32, [Vec<u8>; 3]);
 
-/// Decodes every video frame of a file as tightly packed I420 planes.
+/// Decodes every video frame of a file as tightly packed I420 planes; sources in other
+/// planar YUV formats go through the conversion the transcoder applies before scaling
+/// ([`crate::scale::convert`]), so the reference is that of the 8-bit 4:2:0 conversion.
 pub fn decode_planes(path: &Path) -> Result<Vec<PackedFrame>> {
     crate::media::init();
     let mut seg = Segment::open(path)?;
@@ -42,9 +44,15 @@ pub fn decode_planes(path: &Path) -> Result<Vec<PackedFrame>> {
         .map_err(|e| Error::codec("decoder", e))?;
     let mut frames = Vec::new();
     let mut frame = ff::frame::Video::empty();
+    let mut converted = ff::frame::Video::empty();
     let mut take = |dec: &mut ff::decoder::Video, frames: &mut Vec<_>| {
         while dec.receive_frame(&mut frame).is_ok() {
-            let view = src_view(&frame);
+            let view = if matches!(conversion(frame.format()), Some(Some(_))) {
+                convert_to_i420(&frame, &mut converted);
+                src_view(&converted)
+            } else {
+                src_view(&frame)
+            };
             let (w, h) = (view.width, view.height);
             let (cw, ch) = chroma_size(w, h);
             let pack = |p: Option<Plane<'_>>, pw: usize, ph: usize| -> Vec<u8> {

@@ -9,13 +9,17 @@ pub mod ai_params;
 #[cfg(feature = "diffusion")]
 pub mod ai_runner;
 pub mod capabilities;
+pub mod capability_test;
 pub mod download;
+pub mod livepeer_metrics;
+pub mod lpms_errors;
 pub mod metrics;
 pub mod profiles;
 pub mod proto;
 pub mod results;
 pub mod serve;
 pub mod sessions;
+pub mod task;
 pub mod test_orchestrator;
 pub mod tls;
 pub mod transcoder;

@@ -1,10 +1,11 @@
 //! Profiles as they arrive on the wire (go-livepeer `makeFfmpegVideoProfiles`): the first
 //! non-empty list of `fullProfiles3`, `fullProfiles2`, `fullProfiles`, each converted to our
 //! [`Profile`]. An empty name becomes `net_<W>x<H>_<bitrate>`; a GOP is in milliseconds, -1 is
-//! all-intra; colour depth and chroma format are dropped, as go-livepeer does.
+//! all-intra; colour depth and chroma format are dropped, as go-livepeer does. Errors are
+//! typed so the transcoder can post go-livepeer's own texts ([`super::lpms_errors`]).
 
 use super::proto::{video_profile, SegData, VideoProfile};
-use crate::profile::{CodecProfile, Container, Gop, Profile, MAX_RENDITIONS};
+use crate::profile::{CodecProfile, Container, Gop, OutputCodec, Profile, MAX_RENDITIONS};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WireProfileError {
@@ -12,6 +13,20 @@ pub enum WireProfileError {
     Empty,
     #[error("{0} profiles, at most {MAX_RENDITIONS} are supported")]
     TooMany(usize),
+    #[error("unknown output format {0}")]
+    Format(i32),
+    #[error("unknown H.264 profile {0}")]
+    Profile(i32),
+    #[error("unknown video codec {0}")]
+    Codec(i32),
+    #[error("profile {name}: GOP {gop} ms is not valid")]
+    Gop { name: String, gop: i32 },
+    #[error("profile {name}: size {width}x{height} out of range")]
+    Size {
+        name: String,
+        width: i32,
+        height: i32,
+    },
     #[error("profile {name}: {problem}")]
     Invalid { name: String, problem: String },
 }
@@ -38,18 +53,40 @@ fn convert(p: &VideoProfile) -> Result<Profile, WireProfileError> {
         name: name.clone(),
         problem,
     };
+    // go-livepeer's own checks first, in its order (format, profile, codec).
+    let container = match video_profile::Format::try_from(p.format) {
+        Ok(video_profile::Format::Mpegts) => Container::Mpegts,
+        Ok(video_profile::Format::Mp4) => Container::Mp4,
+        Err(_) => return Err(WireProfileError::Format(p.format)),
+    };
+    let profile = match video_profile::Profile::try_from(p.profile) {
+        Ok(video_profile::Profile::EncoderDefault) => CodecProfile::EncoderDefault,
+        Ok(video_profile::Profile::H264Baseline) => CodecProfile::Baseline,
+        Ok(video_profile::Profile::H264Main) => CodecProfile::Main,
+        Ok(video_profile::Profile::H264High) => CodecProfile::High,
+        Ok(video_profile::Profile::H264ConstrainedHigh) => CodecProfile::ConstrainedHigh,
+        Err(_) => return Err(WireProfileError::Profile(p.profile)),
+    };
+    let codec = match video_profile::VideoCodec::try_from(p.encoder) {
+        Ok(video_profile::VideoCodec::H264) => OutputCodec::H264,
+        Ok(video_profile::VideoCodec::H265) => OutputCodec::Hevc,
+        Ok(c) => {
+            return Err(bad(format!(
+                "encoder {} is not supported (H264 and H265 only)",
+                c.as_str_name()
+            )))
+        }
+        Err(_) => return Err(WireProfileError::Codec(p.encoder)),
+    };
     if p.width <= 0 || p.height <= 0 || p.width > 8192 || p.height > 8192 {
-        return Err(bad(format!("size {}x{} out of range", p.width, p.height)));
+        return Err(WireProfileError::Size {
+            name,
+            width: p.width,
+            height: p.height,
+        });
     }
     if p.bitrate <= 0 {
         return Err(bad(format!("bitrate {} must be positive", p.bitrate)));
-    }
-    if p.encoder != video_profile::VideoCodec::H264 as i32 {
-        let codec = video_profile::VideoCodec::try_from(p.encoder).map_or_else(
-            |_| format!("codec {}", p.encoder),
-            |c| c.as_str_name().to_string(),
-        );
-        return Err(bad(format!("encoder {codec} is not supported (H264 only)")));
     }
     if p.fps > 1000 || p.fps_den > 1000 {
         return Err(bad(format!(
@@ -57,24 +94,11 @@ fn convert(p: &VideoProfile) -> Result<Profile, WireProfileError> {
             p.fps, p.fps_den
         )));
     }
-    let profile = match video_profile::Profile::try_from(p.profile) {
-        Ok(video_profile::Profile::EncoderDefault) => CodecProfile::EncoderDefault,
-        Ok(video_profile::Profile::H264Baseline) => CodecProfile::Baseline,
-        Ok(video_profile::Profile::H264Main) => CodecProfile::Main,
-        Ok(video_profile::Profile::H264High) => CodecProfile::High,
-        Ok(video_profile::Profile::H264ConstrainedHigh) => CodecProfile::ConstrainedHigh,
-        Err(_) => return Err(bad(format!("unknown H.264 profile {}", p.profile))),
-    };
     let gop = match p.gop {
         0 => Gop::Default,
         -1 => Gop::Intra,
-        g if g < 0 => return Err(bad(format!("GOP {g} ms is not valid"))),
+        g if g < 0 => return Err(WireProfileError::Gop { name, gop: g }),
         g => Gop::Seconds(f64::from(g) / 1000.0),
-    };
-    let container = match video_profile::Format::try_from(p.format) {
-        Ok(video_profile::Format::Mpegts) => Container::Mpegts,
-        Ok(video_profile::Format::Mp4) => Container::Mp4,
-        Err(_) => return Err(bad(format!("unknown format {}", p.format))),
     };
     Ok(Profile {
         name,
@@ -87,6 +111,7 @@ fn convert(p: &VideoProfile) -> Result<Profile, WireProfileError> {
         gop,
         container,
         quality: p.quality.min(51),
+        codec,
     })
 }
 
@@ -116,6 +141,10 @@ pub fn to_wire(p: &Profile) -> VideoProfile {
             Gop::Seconds(s) => (s * 1000.0).round() as i32,
         },
         quality: p.quality,
+        encoder: match p.codec {
+            OutputCodec::H264 => video_profile::VideoCodec::H264,
+            OutputCodec::Hevc => video_profile::VideoCodec::H265,
+        } as i32,
         ..Default::default()
     }
 }
@@ -175,8 +204,15 @@ mod tests {
         );
         p.encoder = video_profile::VideoCodec::Vp9 as i32;
         assert!(convert(&p).unwrap_err().to_string().contains("VP9"));
+        p.encoder = video_profile::VideoCodec::H265 as i32;
+        assert_eq!(convert(&p).unwrap().codec, OutputCodec::Hevc);
+        p.encoder = 9;
+        assert_eq!(convert(&p), Err(WireProfileError::Codec(9)));
         p.encoder = 0;
         p.width = 0;
-        assert!(convert(&p).is_err());
+        assert!(matches!(convert(&p), Err(WireProfileError::Size { .. })));
+        p.width = 426;
+        p.gop = -2;
+        assert!(matches!(convert(&p), Err(WireProfileError::Gop { .. })));
     }
 }

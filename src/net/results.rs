@@ -1,13 +1,17 @@
-//! Transcode results on the wire (go-livepeer `sendTranscodeResult`): a `multipart/mixed` body
-//! with one part per rendition in profile order, each with `Content-Type`, `Content-Length` and
-//! `Pixels`; or, on failure, a `livepeer/transcoding-error` body holding the message. Used by
+//! Transcode results on the wire (go-livepeer server/ot_rpc.go `runTranscode` and
+//! `TranscodeResults`): a `multipart/mixed` body with one part per rendition in profile order,
+//! each with `Content-Type`, `Content-Length` and `Pixels`, each followed by an
+//! `application/octet-stream` part (no `Pixels`) holding its MPEG-7 signature when one was
+//! asked for; or, on failure, a `livepeer/transcoding-error` body holding the message. Used by
 //! the remote transcoder (upload to the orchestrator) and by `serve` (HTTP responses), and
-//! parsed by the test orchestrator.
+//! parsed by the test orchestrator as the orchestrator does.
 
 use crate::pipeline::SegmentReport;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const ERROR_MIME: &str = "livepeer/transcoding-error";
+/// The media type of a perceptual-hash (signature) part.
+pub const PHASH_MIME: &str = "application/octet-stream";
 /// The `Authorization` value a transcoder sends with its results.
 pub const PROTOCOL: &str = "Livepeer-Transcoder-1.0";
 
@@ -18,6 +22,8 @@ pub struct Part {
     pub mime: String,
     pub pixels: u64,
     pub data: Vec<u8>,
+    /// The rendition's MPEG-7 signature, sent as the part after it.
+    pub phash: Option<Vec<u8>>,
 }
 
 /// A multipart body and its content type.
@@ -56,6 +62,17 @@ pub fn multipart(parts: &[Part]) -> Body {
         );
         out.extend_from_slice(&p.data);
         out.extend_from_slice(b"\r\n");
+        if let Some(h) = &p.phash {
+            out.extend_from_slice(
+                format!(
+                    "--{b}\r\nContent-Type: {PHASH_MIME}\r\nContent-Length: {}\r\n\r\n",
+                    h.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(h);
+            out.extend_from_slice(b"\r\n");
+        }
     }
     out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
     Body {
@@ -76,6 +93,7 @@ pub fn parts_of(report: &SegmentReport, mimes: &[&str]) -> std::io::Result<Vec<P
                 mime: mime.to_string(),
                 pixels: r.pixels,
                 data: std::fs::read(&r.path)?,
+                phash: r.signature.clone(),
             })
         })
         .collect()
@@ -89,6 +107,9 @@ pub enum ParseError {
     Body(String),
     #[error("part {0} has no valid Pixels header")]
     Pixels(usize),
+    /// A signature part before any rendition (go-livepeer's text).
+    #[error("Unknown perceptual hash")]
+    UnknownPhash,
 }
 
 /// The boundary of a `multipart/mixed` content type.
@@ -113,14 +134,14 @@ pub fn boundary_of(content_type: &str) -> Result<String, ParseError> {
         .ok_or_else(bad)
 }
 
-/// Parses a result body (what the orchestrator does): the rendition parts with their pixels.
-/// Parts without a `Pixels` header (perceptual hashes) are skipped, as go-livepeer attaches
-/// them to the previous rendition.
+/// Parses a result body as the orchestrator does (server/ot_rpc.go:391-427): a part with a
+/// `Pixels` header is a rendition; an `application/octet-stream` part without one is the
+/// previous rendition's signature; any other part is ignored.
 pub async fn parse(content_type: &str, body: bytes::Bytes) -> Result<Vec<Part>, ParseError> {
     let boundary = boundary_of(content_type)?;
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut mp = multer::Multipart::new(stream, boundary);
-    let mut parts = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     while let Some(field) = mp
         .next_field()
         .await
@@ -136,6 +157,14 @@ pub async fn parse(content_type: &str, body: bytes::Bytes) -> Result<Vec<Part>, 
         let mime = header("content-type").unwrap_or_default();
         let name = header("rendition-name").unwrap_or_default();
         let Some(pixels) = header("pixels") else {
+            if mime == PHASH_MIME {
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ParseError::Body(e.to_string()))?;
+                let last = parts.last_mut().ok_or(ParseError::UnknownPhash)?;
+                last.phash = Some(data.to_vec());
+            }
             continue;
         };
         let pixels = pixels
@@ -152,6 +181,7 @@ pub async fn parse(content_type: &str, body: bytes::Bytes) -> Result<Vec<Part>, 
             mime,
             pixels,
             data,
+            phash: None,
         });
     }
     Ok(parts)
@@ -169,12 +199,14 @@ mod tests {
                 mime: "video/mp2t".into(),
                 pixels: 1234,
                 data: b"\r\n--not-a-boundary\r\n".to_vec(),
+                phash: Some(vec![7; 40]),
             },
             Part {
                 name: "360p".into(),
                 mime: "video/mp4".into(),
                 pixels: 99,
                 data: vec![0, 1, 2, 255],
+                phash: None,
             },
         ];
         let b = multipart(&parts);
@@ -193,6 +225,11 @@ mod tests {
         assert_eq!(
             parse("multipart/mixed; boundary=x", body.into()).await,
             Err(ParseError::Pixels(0))
+        );
+        let body = "--x\r\nContent-Type: application/octet-stream\r\n\r\nabc\r\n--x--\r\n";
+        assert_eq!(
+            parse("multipart/mixed; boundary=x", body.into()).await,
+            Err(ParseError::UnknownPhash)
         );
         let body = "--x\r\nPixels: 5\r\n\r\nabc";
         assert!(matches!(

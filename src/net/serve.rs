@@ -200,7 +200,9 @@ async fn transcode(
         .collect();
     app.metrics.begin();
     let started = Instant::now();
-    let result = stream.transcode(dir.join("in.ts"), outputs).await;
+    let result = stream
+        .transcode(dir.join("in.ts"), outputs, Default::default())
+        .await;
     let report = match result {
         Ok(r) => r,
         Err(e) => {

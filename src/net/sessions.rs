@@ -3,7 +3,7 @@
 //! request, closed when torn down or idle for [`IDLE`].
 
 use crate::error::Error;
-use crate::pipeline::{SegmentReport, Session, SessionConfig};
+use crate::pipeline::{SegmentOptions, SegmentReport, Session, SessionConfig};
 use crate::profile::Profile;
 use crate::worker::Worker;
 use std::collections::HashMap;
@@ -130,8 +130,9 @@ impl Stream {
         &self,
         input: PathBuf,
         outputs: Vec<PathBuf>,
+        opts: SegmentOptions,
     ) -> Result<SegmentReport, Error> {
-        let ticket = lock(&self.session).submit(&input, &outputs)?;
+        let ticket = lock(&self.session).submit_with(&input, &outputs, opts)?;
         let report = tokio::task::spawn_blocking(move || ticket.wait())
             .await
             .unwrap_or(Err(Error::Closed));

@@ -1,24 +1,23 @@
-//! `gpuworker transcoder`: a drop-in for `livepeer -transcoder`. It registers with an
-//! orchestrator over gRPC (TLS, certificate not checked unless pinned), receives one
-//! NotifySegment per segment, downloads it, transcodes it in the session of its
-//! `auth_token.session_id` and posts the renditions (or the error) to `/transcodeResults`.
-//! Lost connections are retried with exponential backoff up to a minute; a wrong secret or a
-//! zero capacity ends the process with the orchestrator's message; a stop request finishes
-//! the segments in flight first. Facts: ../shared/reference/livepeer-transcoder-notes.md §1.
+//! `gpuworker transcoder` (and `gpuworker -transcoder ...`): a drop-in for `livepeer
+//! -transcoder`. It registers with an orchestrator over gRPC (TLS, certificate not checked
+//! unless pinned) with the capabilities its start-up test found ([`super::capability_test`])
+//! and a go-livepeer version, receives one NotifySegment per segment and hands each to
+//! [`super::task`]. Lost connections are retried with exponential backoff up to a minute; a
+//! wrong secret, a zero capacity or a cancelled stream ends the process, as in go-livepeer
+//! (server/ot_rpc.go:68-82); a stop request finishes the segments in flight first.
+//! Facts: ../shared/reference/go-livepeer-dropin.md.
 
 use super::capabilities;
-use super::download;
+use super::livepeer_metrics::LivepeerMetrics;
 use super::metrics::Metrics;
-use super::profiles;
-use super::proto::{transcoder_client::TranscoderClient, NotifySegment, RegisterRequest};
-use super::results::{self, Part};
-use super::sessions::{SessionTable, WorkDir, IDLE};
+use super::proto::{transcoder_client::TranscoderClient, RegisterRequest};
+use super::sessions::{SessionTable, IDLE};
 use super::tls::{self, Trust};
 use crate::pipeline::SessionConfig;
 use crate::worker::Worker;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -39,46 +38,64 @@ pub struct TranscoderConfig {
     pub session: SessionConfig,
     /// Serve `/metrics` (Prometheus text) and `/healthz` here.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The capabilities registered (and required of every segment).
+    pub capabilities: Vec<u32>,
+    /// The version registered (go-livepeer semver).
+    pub version: String,
+    /// go-livepeer's `node_id` label of the metrics (the host name).
+    pub node_id: String,
 }
 
-/// `host[:port]` with go-livepeer's default port 8935 (and no scheme).
+/// The orchestrator's `host:port`, as go-livepeer reads `-orchAddr` (starter.go
+/// `parseOrchAddrs`, `defaultAddr`): the first of a comma list; `:p` is 127.0.0.1:p; a bare
+/// host gets 8935; a host given with a scheme (`https://host`) keeps the scheme's port, 443,
+/// as gRPC dials it.
 pub fn orchestrator_address(spec: &str) -> String {
-    let s = spec
-        .split(',')
-        .next()
-        .unwrap_or(spec)
-        .trim()
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
+    let first = spec.split(',').next().unwrap_or(spec).trim();
+    let (scheme, rest) = match first.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, first),
+    };
+    let s = rest.trim_end_matches('/');
+    if let Some(p) = s.strip_prefix(':') {
+        return format!("127.0.0.1:{p}");
+    }
     let has_port = match s.rsplit_once(':') {
         Some((host, port)) => {
             port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
         }
         None => false,
     };
-    if has_port {
-        s.to_string()
-    } else {
-        format!("{s}:8935")
+    match (has_port, scheme) {
+        (true, _) => s.to_string(),
+        (false, Some(_)) => format!("{s}:443"),
+        (false, None) => format!("{s}:8935"),
     }
 }
 
-/// `--orch-secret`: the contents of the file if the argument names one (trimmed), else the
-/// argument itself, as go-livepeer reads it.
+/// `--orch-secret`: the contents of the file if the argument names one (trimmed; an empty
+/// file gives the path itself, as go-livepeer's common/readfromfile.go), else the argument.
 pub fn read_secret(arg: &str) -> String {
     match std::fs::read_to_string(arg) {
-        Ok(s) if std::path::Path::new(arg).is_file() => s.trim().to_string(),
+        Ok(s) if std::path::Path::new(arg).is_file() && !s.trim().is_empty() => {
+            s.trim().to_string()
+        }
         _ => arg.to_string(),
     }
 }
 
-struct Ctx {
-    cfg: TranscoderConfig,
-    http: reqwest::Client,
-    results_url: String,
-    streams: SessionTable,
-    metrics: Metrics,
+/// What every task of one transcoder shares.
+pub(crate) struct Ctx {
+    pub cfg: TranscoderConfig,
+    /// To the orchestrator (pinned when `--orch-cert` says so).
+    pub http: reqwest::Client,
+    /// For segment downloads, which may come from the gateway's object store: any
+    /// certificate, as go-livepeer (core/os.go:23-26).
+    pub downloads: reqwest::Client,
+    pub results_url: String,
+    pub streams: SessionTable,
+    pub metrics: Metrics,
+    pub livepeer: LivepeerMetrics,
 }
 
 /// Why the transcoder stopped for good.
@@ -86,6 +103,9 @@ struct Ctx {
 pub enum Fatal {
     #[error("the orchestrator refused registration: {0}")]
     Refused(String),
+    /// The orchestrator cancelled the stream (go-livepeer's transcoder exits then).
+    #[error("execution interrupted: the orchestrator cancelled the stream")]
+    Interrupted,
     #[error("{0}")]
     Setup(String),
 }
@@ -106,11 +126,24 @@ pub async fn run(
         .use_preconfigured_tls(h2.clone())
         .build()
         .map_err(|e| setup(e.to_string()))?;
+    let any =
+        tls::client_config(&Trust::Any, &[b"h2", b"http/1.1"]).map_err(|e| setup(e.to_string()))?;
+    let downloads = reqwest::Client::builder()
+        .use_preconfigured_tls(any)
+        .build()
+        .map_err(|e| setup(e.to_string()))?;
     let ctx = Arc::new(Ctx {
         results_url: format!("https://{}/transcodeResults", cfg.orch_addr),
         streams: SessionTable::new(worker, cfg.session.clone()),
+        livepeer: LivepeerMetrics::new(
+            &cfg.node_id,
+            &cfg.version,
+            &cfg.orch_addr,
+            cfg.max_sessions,
+        ),
         cfg,
         http,
+        downloads,
         metrics: Metrics::default(),
     });
     let grpc_tls =
@@ -128,7 +161,7 @@ pub async fn run(
         match serve_once(&ctx, &grpc_tls, &mut stop, &mut backoff).await {
             Ok(Ended::Stopped) => break Ok(()),
             Ok(Ended::Lost(why)) => tracing::warn!("orchestrator stream ended: {why}"),
-            Err(e @ Fatal::Refused(_)) => break Err(e),
+            Err(e @ (Fatal::Refused(_) | Fatal::Interrupted)) => break Err(e),
             Err(e) => tracing::warn!("{e}"),
         }
         let wait = backoff.next();
@@ -159,7 +192,12 @@ async fn serve_metrics(
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(move || async move { m.metrics.render(&m.streams.worker().snapshot()) }),
+            get(move || async move {
+                let snap = m.streams.worker().snapshot();
+                let mut text = m.metrics.render(&snap);
+                text.push_str(&m.livepeer.render(m.streams.count("")));
+                text
+            }),
         )
         .route("/healthz", get(|| async { "ok\n" }));
     Ok(tokio::spawn(async move {
@@ -187,7 +225,10 @@ async fn serve_once(
     let req = RegisterRequest {
         secret: ctx.cfg.secret.clone(),
         capacity: ctx.cfg.max_sessions as i64,
-        capabilities: Some(capabilities::ours()),
+        capabilities: Some(capabilities::message(
+            &ctx.cfg.capabilities,
+            &ctx.cfg.version,
+        )),
     };
     let mut stream = match client.register_transcoder(req).await {
         Ok(r) => r.into_inner(),
@@ -203,11 +244,11 @@ async fn serve_once(
             msg = stream.message() => match msg {
                 Ok(Some(notify)) => {
                     backoff.reset();
-                    jobs.spawn(handle(ctx.clone(), notify));
+                    jobs.spawn(super::task::handle(ctx.clone(), notify));
                 }
                 Ok(None) => break Ended::Lost("closed by the orchestrator".into()),
                 Err(status) => {
-                    if let e @ Fatal::Refused(_) = classify(status.clone()) {
+                    if let e @ (Fatal::Refused(_) | Fatal::Interrupted) = classify(status.clone()) {
                         while jobs.join_next().await.is_some() {}
                         return Err(e);
                     }
@@ -224,12 +265,14 @@ async fn serve_once(
     Ok(ended)
 }
 
-/// go-livepeer's fatal registration errors are plain messages: "invalid secret" and "zero
-/// capacity"; anything else is retried.
+/// go-livepeer's fatal errors (server/ot_rpc.go `checkTranscoderError`): the messages
+/// "invalid secret" and "zero capacity", and the status `Canceled`; anything else is retried.
 fn classify(status: tonic::Status) -> Fatal {
     let msg = status.message();
-    if msg.contains("invalid secret") || msg.contains("zero capacity") {
+    if msg == "invalid secret" || msg == "zero capacity" {
         Fatal::Refused(msg.to_string())
+    } else if status.code() == tonic::Code::Cancelled {
+        Fatal::Interrupted
     } else {
         Fatal::Setup(format!(
             "registration failed: {} ({:?})",
@@ -273,7 +316,7 @@ async fn connect(
     Ok(TranscoderClient::new(channel).max_decoding_message_size(64 << 20))
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut parts = Vec::new();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -281,104 +324,6 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
-}
-
-/// One NotifySegment, start to posted result.
-async fn handle(ctx: Arc<Ctx>, notify: NotifySegment) {
-    let seg = notify.seg_data.clone().unwrap_or_default();
-    let sid = seg
-        .auth_token
-        .as_ref()
-        .map(|a| a.session_id.clone())
-        .unwrap_or_default();
-    if notify.url.is_empty() {
-        if !sid.is_empty() && ctx.streams.remove(&sid) {
-            tracing::info!("session {sid} torn down by the orchestrator");
-        }
-        return;
-    }
-    let task = notify.task_id;
-    tracing::info!(
-        "task {task} (session {sid}, seq {}): received {}",
-        seg.seq,
-        notify.url
-    );
-    ctx.metrics.begin();
-    let started = Instant::now();
-    let result = transcode(&ctx, &notify, &sid).await;
-    match &result {
-        Ok((_, parts, media)) => {
-            ctx.metrics.ok(*media, started.elapsed().as_secs_f64());
-            tracing::info!(
-                "task {task} (session {sid}, seq {}): {} renditions in {:.2} s",
-                seg.seq,
-                parts.len(),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        Err((kind, e)) => {
-            ctx.metrics.error(kind, true);
-            tracing::warn!("task {task} (session {sid}, seq {}): {e}", seg.seq);
-        }
-    }
-    let body = result
-        .map(|(pixels, parts, _)| (pixels, parts))
-        .map_err(|(_, e)| e);
-    if let Err(e) = post(&ctx, task, body).await {
-        tracing::error!("task {task}: result not delivered: {e}");
-    }
-}
-
-type Outcome = Result<(u64, Vec<Part>, f64), (&'static str, String)>;
-
-async fn transcode(ctx: &Arc<Ctx>, notify: &NotifySegment, sid: &str) -> Outcome {
-    let seg = notify.seg_data.clone().unwrap_or_default();
-    let profiles = profiles::from_segdata(&seg).map_err(|e| ("input", e.to_string()))?;
-    if let Some(c) = &seg.capabilities {
-        if !capabilities::covers(
-            &capabilities::bitstring(capabilities::SUPPORTED),
-            &c.bitstring,
-        ) {
-            return Err(("capabilities", "incompatible segment capabilities".into()));
-        }
-    }
-    if !(0..=300_000).contains(&seg.duration) {
-        return Err((
-            "input",
-            format!("segment duration {} ms out of range", seg.duration),
-        ));
-    }
-    let data = download::fetch(&ctx.http, &notify.url)
-        .await
-        .map_err(|e| ("download", e.to_string()))?;
-    let dir = ctx.cfg.work_dir.join(format!("task-{}", notify.task_id));
-    let cleanup = WorkDir(dir.clone());
-    std::fs::create_dir_all(&dir).map_err(|e| ("io", e.to_string()))?;
-    let input = dir.join("segment.ts");
-    std::fs::write(&input, &data).map_err(|e| ("io", e.to_string()))?;
-    let outputs: Vec<PathBuf> = (0..profiles.len())
-        .map(|i| dir.join(format!("{i}.{}", profiles[i].container.extension())))
-        .collect();
-    let mimes: Vec<&str> = profiles.iter().map(|p| p.container.mime()).collect();
-    let key = if sid.is_empty() {
-        format!("task-{}", notify.task_id)
-    } else {
-        sid.to_string()
-    };
-    let _closing = sid.is_empty().then(|| ctx.streams.closing(&key));
-    let stream = ctx
-        .streams
-        .get(&key, &profiles, seg.force_session_reinit)
-        .map_err(|e| (error_kind(&e), e.to_string()))?;
-    // Errors name the segment by its URL, not by our temporary file.
-    let local = input.display().to_string();
-    let report = stream
-        .transcode(input, outputs)
-        .await
-        .map_err(|e| (error_kind(&e), e.to_string().replace(&local, &notify.url)))?;
-    let parts = results::parts_of(&report, &mimes).map_err(|e| ("io", e.to_string()))?;
-    drop(cleanup);
-    Ok((report.decoded_pixels, parts, report.duration))
 }
 
 /// Closes sessions the orchestrator stopped sending segments to.
@@ -398,41 +343,6 @@ pub fn error_kind(e: &crate::Error) -> &'static str {
     } else {
         "transcode"
     }
-}
-
-/// POSTs a task's result (renditions and decoded pixels, or an error) to the orchestrator.
-async fn post(
-    ctx: &Ctx,
-    task: i64,
-    result: Result<(u64, Vec<Part>), String>,
-) -> Result<(), String> {
-    let req = ctx
-        .http
-        .post(&ctx.results_url)
-        .header("Authorization", results::PROTOCOL)
-        .header("Credentials", &ctx.cfg.secret)
-        .header("TaskId", task.to_string())
-        .timeout(Duration::from_secs(120));
-    let req = match result {
-        Ok((pixels, parts)) => {
-            let body = results::multipart(&parts);
-            req.header("Content-Type", body.content_type)
-                .header("Pixels", pixels.to_string())
-                .body(body.bytes)
-        }
-        Err(message) => req
-            .header("Content-Type", results::ERROR_MIME)
-            .header("Pixels", "0")
-            .body(message),
-    };
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("{e}: {}", source_chain(&e)))?;
-    if !resp.status().is_success() {
-        return Err(format!("the orchestrator answered {}", resp.status()));
-    }
-    Ok(())
 }
 
 /// go-livepeer's backoff (cenkalti/backoff defaults): 0.5 s, ×1.5 each time, ±50 % jitter,
@@ -474,6 +384,8 @@ mod tests {
             orchestrator_address("https://o.example:9000/"),
             "o.example:9000"
         );
+        assert_eq!(orchestrator_address("https://o.example"), "o.example:443");
+        assert_eq!(orchestrator_address(":9935"), "127.0.0.1:9935");
         assert_eq!(orchestrator_address("127.0.0.1:1,10.0.0.1"), "127.0.0.1:1");
         assert_eq!(orchestrator_address("[::1]"), "[::1]:8935");
         assert_eq!(orchestrator_address("[::1]:7"), "[::1]:7");

@@ -1,6 +1,7 @@
 //! The transcoding pipeline: stage traits that backends implement, frame-rate conversion, and
 //! the session whose stages (source; one per rendition) run on the worker's pool.
 
+pub mod clip;
 pub mod fps;
 mod rendition;
 pub mod report;
@@ -9,5 +10,6 @@ mod source;
 pub mod stage;
 mod tracker;
 
+pub use clip::Clip;
 pub use report::{RenditionReport, SegmentReport};
-pub use session::{Session, SessionConfig, Ticket};
+pub use session::{SegmentOptions, Session, SessionConfig, Ticket};

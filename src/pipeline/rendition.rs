@@ -6,8 +6,11 @@
 
 use crate::backend::cpu::encode::{CpuEncoder, EncoderSettings};
 use crate::backend::cuda::encode::NvencEncoder;
+use crate::backend::cuda::frame::LumaReader;
 use crate::error::{Error, Result};
 use crate::media::mux::RenditionWriter;
+use crate::mpeg7::Signer;
+use crate::pipeline::clip::{ClipState, Keep};
 use crate::pipeline::fps::Timing;
 use crate::pipeline::session::{Link, SessionConfig, Start, ToRendition};
 use crate::pipeline::stage::VideoEncoder;
@@ -26,6 +29,10 @@ struct Current {
     failed: Option<Error>,
     frames: u64,
     encode: Duration,
+    /// Segment slicing, when the segment asks for it.
+    clip: Option<ClipState>,
+    /// The MPEG-7 signature being computed, when the segment asks for one.
+    signer: Option<Signer>,
 }
 
 pub(crate) struct RenditionTask {
@@ -43,6 +50,8 @@ pub(crate) struct RenditionTask {
     /// The last frame received: fps conversion may repeat it.
     prev: Option<ff::frame::Video>,
     packet: ff::Packet,
+    /// Reads device frames' luma back for their signature (NVENC renditions).
+    luma: Option<LumaReader>,
     cur: Option<Current>,
 }
 
@@ -61,19 +70,32 @@ impl RenditionTask {
             segment_start: true,
             prev: None,
             packet: ff::Packet::empty(),
+            luma: None,
             cur: None,
         }
     }
 
     fn start(&mut self, s: Start) {
         let tracker = s.tracker.clone();
-        let (writer, failed) = match self.open(&s) {
-            Ok(w) => (Some(w), None),
+        let opened = self.open(&s).and_then(|w| {
+            let signer = if s.signature {
+                Some(self.signer(&s, &w)?)
+            } else {
+                None
+            };
+            Ok((w, signer))
+        });
+        let (writer, signer, failed) = match opened {
+            Ok((w, sig)) => (Some(w), sig, None),
             Err(e) => {
                 self.reset();
-                (None, Some(e))
+                (None, None, Some(e))
             }
         };
+        let clip = s.clip.map(|c| {
+            let video_tb = self.timing.out_time_base(s.time_base);
+            ClipState::new(c, video_tb, s.audio.as_ref().map(|a| a.1))
+        });
         self.segment_start = true;
         self.cur = Some(Current {
             tracker,
@@ -81,7 +103,32 @@ impl RenditionTask {
             failed,
             frames: 0,
             encode: Duration::ZERO,
+            clip,
+            signer,
         });
+    }
+
+    /// A signature of this rendition's frames for the segment, written beside its output.
+    /// Device frames are signed from their luma, downloaded.
+    fn signer(&self, s: &Start, writer: &RenditionWriter) -> Result<Signer> {
+        let mut file = s.output.as_os_str().to_owned();
+        file.push(".sig");
+        let device = self
+            .encoder
+            .as_ref()
+            .is_some_and(|e| e.takes_device_frames());
+        let format = if device {
+            ff::format::Pixel::GRAY8
+        } else {
+            ff::format::Pixel::YUV420P
+        };
+        Signer::new(
+            std::path::Path::new(&file),
+            self.size.0,
+            self.size.1,
+            format,
+            writer.video_time_base(),
+        )
     }
 
     /// Sets up the encoder for the segment (reusing it when nothing changed) and its writer.
@@ -114,7 +161,7 @@ impl RenditionTask {
             enc.context(),
             enc.time_base(),
             s.audio.as_ref().map(|(p, tb)| (p, *tb)),
-            &self.cfg.service,
+            &s.service,
         )
     }
 
@@ -150,9 +197,31 @@ impl RenditionTask {
         Ok(())
     }
 
-    /// Encodes the held frame at `pts` and writes what comes out.
+    /// Encodes the held frame at `pts` and writes what comes out (unless the segment's clip
+    /// drops it; a clip that starts later shifts the timestamp).
     fn encode_prev(&mut self, pts: i64) -> Result<()> {
+        let pts = match self.cur.as_mut().and_then(|c| c.clip.as_mut()) {
+            None => pts,
+            Some(clip) => match clip.video(pts) {
+                Keep::Drop => return Ok(()),
+                Keep::At { pts, .. } => pts,
+            },
+        };
         let t = Instant::now();
+        if let Some(signer) = self.cur.as_mut().and_then(|c| c.signer.as_mut()) {
+            let frame = self.prev.as_mut().expect("held frame");
+            let frame = match self.encoder.as_ref().expect("opened").takes_device_frames() {
+                true => {
+                    let device = self.cfg.cuda_device.unwrap_or(0);
+                    if self.luma.is_none() {
+                        self.luma = Some(LumaReader::new(device)?);
+                    }
+                    self.luma.as_mut().expect("reader").read(frame)?
+                }
+                false => frame,
+            };
+            signer.push(frame, pts)?;
+        }
         let enc = self.encoder.as_mut().expect("opened");
         let tb = enc.time_base();
         let mut idr = self.segment_start;
@@ -197,6 +266,7 @@ impl RenditionTask {
         }
         enc.reset()?;
         cur.encode += t.elapsed();
+        let signature = cur.signer.take().map(Signer::finish).transpose()?;
         let file = cur.writer.take().expect("writer").finish()?;
         Ok(RenditionPart {
             name: self.profile.name.clone(),
@@ -207,6 +277,7 @@ impl RenditionTask {
             target_bitrate: self.profile.bitrate,
             encoder: enc.name(),
             encode: cur.encode,
+            signature,
         })
     }
 
@@ -234,8 +305,16 @@ impl RenditionTask {
                     self.guarded(|r| r.frame(frame, pts));
                 }
             }
-            ToRendition::Audio(p) => self.guarded(|r| {
+            ToRendition::Audio(mut p) => self.guarded(|r| {
                 let cur = r.cur.as_mut().expect("segment");
+                if let Some(clip) = cur.clip.as_mut() {
+                    let Some(pts) = p.pts() else { return Ok(()) };
+                    let Some(shift) = clip.audio(pts) else {
+                        return Ok(());
+                    };
+                    p.set_pts(Some(pts - shift));
+                    p.set_dts(p.dts().map(|d| d - shift));
+                }
                 cur.writer.as_mut().expect("writer").write_audio(p)
             }),
             ToRendition::End { end_pts } => {

@@ -23,6 +23,9 @@ pub struct RenditionReport {
     pub target_bitrate: u64,
     /// The encoder that wrote it: "libx264" (CPU) or "nvenc".
     pub encoder: String,
+    /// Its MPEG-7 video signature (binary), when the segment asked for one.
+    #[serde(skip)]
+    pub signature: Option<Vec<u8>>,
 }
 
 /// One segment.

@@ -18,6 +18,7 @@
 //! segment transcodes normally; other sessions never notice.
 
 use crate::error::{Error, Result};
+use crate::pipeline::clip::Clip;
 use crate::pipeline::rendition::RenditionTask;
 use crate::pipeline::report::SegmentReport;
 use crate::pipeline::source::Source;
@@ -75,6 +76,17 @@ impl SessionConfig {
     }
 }
 
+/// What one segment asks for beyond its session's profiles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegmentOptions {
+    /// Segment slicing (go-livepeer `segment_parameters`), applied to every rendition.
+    pub clip: Option<Clip>,
+    /// Compute each rendition's MPEG-7 video signature (go-livepeer `calc_perceptual_hash`).
+    pub signature: bool,
+    /// Written into each output's metadata instead of the session's `service`.
+    pub service: Option<String>,
+}
+
 /// Scaled frame buffers per rendition: one being written, one held for repeats, two queued.
 pub(crate) const FRAMES_PER_RENDITION: usize = 4;
 /// Inbox slots per rendition beyond its frames (audio packets and control messages).
@@ -105,6 +117,9 @@ pub(crate) struct Start {
     pub frame_rate: ff::Rational,
     pub audio: Option<(ff::codec::Parameters, ff::Rational)>,
     pub tracker: Arc<Tracker>,
+    pub clip: Option<Clip>,
+    pub signature: bool,
+    pub service: String,
 }
 
 /// A segment waiting for the source.
@@ -112,6 +127,7 @@ pub(crate) struct Job {
     pub input: PathBuf,
     pub outputs: Vec<PathBuf>,
     pub tracker: Arc<Tracker>,
+    pub opts: SegmentOptions,
 }
 
 /// What the stages of one session share: inboxes, frame pools and wake handles.
@@ -240,6 +256,16 @@ impl Session {
     /// Queues one segment; `outputs` has one path per profile, in profile order. Refused with
     /// [`Error::Busy`] when the session already holds `depth` segments.
     pub fn submit(&self, input: &Path, outputs: &[PathBuf]) -> Result<Ticket> {
+        self.submit_with(input, outputs, SegmentOptions::default())
+    }
+
+    /// [`Session::submit`] with per-segment options (clip, signatures, metadata).
+    pub fn submit_with(
+        &self,
+        input: &Path,
+        outputs: &[PathBuf],
+        opts: SegmentOptions,
+    ) -> Result<Ticket> {
         assert_eq!(outputs.len(), self.profiles, "one output per profile");
         let held = self.link.in_flight.fetch_add(1, SeqCst);
         if held >= self.depth {
@@ -260,6 +286,7 @@ impl Session {
             input: input.to_path_buf(),
             outputs: outputs.to_vec(),
             tracker,
+            opts,
         };
         if self.link.jobs.push(job).is_err() {
             unreachable!("the job queue holds `depth` segments and `in_flight` admitted fewer");

@@ -9,7 +9,7 @@ use crate::backend::cpu::{decode::CpuDecoder, scale::CpuScaler};
 use crate::backend::cuda::{decode::NvdecDecoder, scale::CudaScaler};
 use crate::error::{Error, Result};
 use crate::media::demux::{pixel_format_supported, pixel_name, Segment};
-use crate::media::frame::make_writable;
+use crate::media::frame::{conversion, convert_to_i420, make_writable};
 use crate::pipeline::session::{
     Job, Link, SessionConfig, Start, ToRendition, FRAMES_PER_RENDITION,
 };
@@ -58,6 +58,10 @@ pub(crate) struct Source {
     /// Buffers of the current size handed out per rendition (the pool's bound).
     allocated: Vec<usize>,
     decoded: ff::frame::Video,
+    /// The decoded frame as 8-bit 4:2:0, when its own format is another one.
+    converted: ff::frame::Video,
+    /// `converted` holds the current frame (rather than `decoded`).
+    use_converted: bool,
     /// The frames the scaler writes, one per rendition; swapped for pool buffers as they go.
     scaled: Vec<ff::frame::Video>,
     /// Messages that did not fit into a full inbox, in order.
@@ -79,6 +83,8 @@ impl Source {
             sizes: Vec::with_capacity(n),
             allocated: vec![0; n],
             decoded: ff::frame::Video::empty(),
+            converted: ff::frame::Video::empty(),
+            use_converted: false,
             scaled: Vec::with_capacity(n),
             outbox: VecDeque::with_capacity(4 * n + 16),
             cur: None,
@@ -158,6 +164,13 @@ impl Source {
                 frame_rate: seg.frame_rate,
                 audio: audio.clone(),
                 tracker: job.tracker.clone(),
+                clip: job.opts.clip,
+                signature: job.opts.signature,
+                service: job
+                    .opts
+                    .service
+                    .clone()
+                    .unwrap_or_else(|| self.cfg.service.clone()),
             };
             self.send(i, ToRendition::Start(Box::new(start)));
         }
@@ -361,6 +374,11 @@ impl Source {
             .or(frame.pts())
             .or(cur.end_pts)
             .unwrap_or(0);
+        // Other planar YUV formats become 8-bit 4:2:0 here, before any scaler sees them.
+        self.use_converted = matches!(conversion(frame.format()), Some(Some(_)));
+        if self.use_converted {
+            convert_to_i420(frame, &mut self.converted);
+        }
         cur.decoded_frames += 1;
         cur.decoded_pixels += w as u64 * h as u64;
         cur.first_pts.get_or_insert(pts);
@@ -378,9 +396,14 @@ impl Source {
     fn hand_on(&mut self) -> Result<Step> {
         let cur = self.cur.as_mut().expect("current segment");
         if !cur.scaled_ready {
+            let source = if self.use_converted {
+                &mut self.converted
+            } else {
+                &mut self.decoded
+            };
             if let Some(d) = self.diffuser.as_mut() {
                 let t = Instant::now();
-                d.process(&mut self.decoded)?;
+                d.process(source)?;
                 cur.diffuse += t.elapsed();
             }
             let t = Instant::now();
@@ -390,7 +413,7 @@ impl Source {
                 }
             }
             let scaler = self.scaler.as_mut().expect("prepared");
-            scaler.scale(&self.decoded, &mut self.scaled)?;
+            scaler.scale(source, &mut self.scaled)?;
             cur.scale += t.elapsed();
             cur.scaled_ready = true;
         }

@@ -34,6 +34,10 @@ pub trait VideoEncoder: Send {
     fn settings(&self) -> &crate::backend::cpu::encode::EncoderSettings;
     /// Codec parameters for the muxer's stream (extradata included).
     fn context(&self) -> &ff::codec::Context;
+    /// Whether it encodes device frames (its input stays in GPU memory).
+    fn takes_device_frames(&self) -> bool {
+        false
+    }
 }
 
 /// Rewrites a decoded frame in place before scaling (the diffuse stage). Host frames stay

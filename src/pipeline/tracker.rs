@@ -41,6 +41,8 @@ pub(crate) struct RenditionPart {
     /// The encoder that wrote it ("libx264", "nvenc").
     pub encoder: &'static str,
     pub encode: Duration,
+    /// The MPEG-7 video signature, when the segment asked for one.
+    pub signature: Option<Vec<u8>>,
 }
 
 struct State {
@@ -152,6 +154,7 @@ impl Tracker {
                 video_bitrate: (written.video_bytes as f64 * 8.0 / duration) as u64,
                 target_bitrate: p.target_bitrate,
                 encoder: p.encoder.into(),
+                signature: p.signature,
             });
         }
         Ok(SegmentReport {

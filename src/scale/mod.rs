@@ -3,6 +3,7 @@
 //! measured against. The CPU implementation is `backend::cpu::scale`.
 
 pub mod color;
+pub mod convert;
 pub mod filter;
 pub mod reference;
 

@@ -2,6 +2,7 @@
 //! queries, and the gpuworker binary.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod server;
 pub mod sim;
 

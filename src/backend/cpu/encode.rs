@@ -1,10 +1,11 @@
-//! H.264 encoding on the CPU: libx264 through libavcodec, configured exactly as the options of
-//! an `ffmpeg -c:v libx264 ...` command line (see [`EncoderSettings::options`]), so that
-//! `scripts/compare-ffmpeg` can give the ffmpeg CLI the very same settings.
+//! Encoding on the CPU: libx264 (H.264) or libx265 (HEVC, lpms's software HEVC encoder)
+//! through libavcodec, configured exactly as the options of an `ffmpeg -c:v libx264 ...`
+//! command line (see [`EncoderSettings::options`]), so that `scripts/compare-ffmpeg` can give
+//! the ffmpeg CLI the very same settings.
 
 use crate::error::{Error, Result};
 use crate::pipeline::stage::VideoEncoder;
-use crate::profile::{CodecProfile, Gop, Profile};
+use crate::profile::{CodecProfile, Gop, OutputCodec, Profile};
 use ffmpeg_next as ff;
 
 /// Everything that configures one rendition's encoder.
@@ -26,6 +27,7 @@ pub struct EncoderSettings {
     pub threads: usize,
     /// Codec headers out of band (MP4) instead of in the stream (MPEG-TS).
     pub global_header: bool,
+    pub codec: OutputCodec,
 }
 
 /// The x264 preset used unless `--x264-preset` says otherwise.
@@ -58,6 +60,7 @@ impl EncoderSettings {
             preset: preset.to_string(),
             threads,
             global_header: p.container == crate::profile::Container::Mp4,
+            codec: p.codec,
         }
     }
 
@@ -70,10 +73,21 @@ impl EncoderSettings {
         }
     }
 
+    /// The libavcodec encoder these settings open.
+    pub fn encoder_name(&self) -> &'static str {
+        match self.codec {
+            OutputCodec::H264 => "libx264",
+            OutputCodec::Hevc => "libx265",
+        }
+    }
+
     /// libavcodec options, named as on the ffmpeg command line (`-preset veryfast` ...).
     /// Rate control follows lpms: bitrate = maxrate = minrate = bufsize (a 1 s VBV), or CRF
     /// with the bitrate as a cap.
     pub fn options(&self) -> Vec<(&'static str, String)> {
+        if self.codec == OutputCodec::Hevc {
+            return self.x265_options();
+        }
         let mut o = vec![("preset", self.preset.clone()), ("forced-idr", "1".into())];
         let br = self.bitrate.to_string();
         if self.quality > 0 {
@@ -99,6 +113,35 @@ impl EncoderSettings {
     }
 }
 
+impl EncoderSettings {
+    /// libx265 through libavcodec: the same rate control, GOP and B-frames as libx264 (the
+    /// wrapper maps maxrate/bufsize to x265's VBV), scene cuts off with a GOP, closed GOPs
+    /// so every forced IDR starts a decodable segment, and x265's own log kept quiet.
+    fn x265_options(&self) -> Vec<(&'static str, String)> {
+        let br = self.bitrate.to_string();
+        let mut o = vec![("preset", self.preset.clone()), ("forced-idr", "1".into())];
+        if self.quality > 0 {
+            o.push(("crf", self.quality.to_string()));
+        } else {
+            o.push(("b", br.clone()));
+        }
+        o.push(("maxrate", br.clone()));
+        o.push(("bufsize", br));
+        o.push(("bf", self.profile.b_frames().to_string()));
+        let mut params = String::from("log-level=error:open-gop=0");
+        if let Some(g) = self.gop_frames() {
+            o.push(("g", g.to_string()));
+            params.push_str(":scenecut=0");
+        }
+        if self.threads == 1 {
+            params.push_str(":pools=none");
+        }
+        o.push(("x265-params", params));
+        o.push(("threads", self.threads.to_string()));
+        o
+    }
+}
+
 pub struct CpuEncoder {
     enc: ff::encoder::Video,
     settings: EncoderSettings,
@@ -109,9 +152,10 @@ pub struct CpuEncoder {
 
 impl CpuEncoder {
     pub fn open(settings: &EncoderSettings) -> Result<Self> {
-        let codec = ff::encoder::find_by_name("libx264").ok_or_else(|| Error::Codec {
+        let name = settings.encoder_name();
+        let codec = ff::encoder::find_by_name(name).ok_or_else(|| Error::Codec {
             stage: "encoder",
-            detail: "libx264 is not available in this FFmpeg build".into(),
+            detail: format!("{name} is not available in this FFmpeg build"),
         })?;
         let mut enc = ff::codec::Context::new_with_codec(codec)
             .encoder()
@@ -131,7 +175,7 @@ impl CpuEncoder {
         }
         let enc = enc
             .open_as_with(codec, dict)
-            .map_err(|e| Error::codec("encoder", format!("cannot open libx264: {e}")))?;
+            .map_err(|e| Error::codec("encoder", format!("cannot open {name}: {e}")))?;
         // SAFETY: `codec` is a static AVCodec descriptor from libavcodec.
         let caps = unsafe { (*codec.as_ptr()).capabilities };
         Ok(CpuEncoder {
@@ -187,7 +231,7 @@ impl VideoEncoder for CpuEncoder {
     }
 
     fn name(&self) -> &'static str {
-        "libx264"
+        self.settings.encoder_name()
     }
 
     fn settings(&self) -> &EncoderSettings {

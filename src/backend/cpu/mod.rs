@@ -42,12 +42,12 @@ pub fn probe() -> CpuInfo {
     let simd = simd_level();
     let has_dec = |name: &str| ff::decoder::find_by_name(name).is_some();
     let has_enc = |name: &str| ff::encoder::find_by_name(name).is_some();
-    let decoders = ["h264", "hevc"]
+    let decoders = ["h264", "hevc", "vp8", "vp9"]
         .into_iter()
         .filter(|n| has_dec(n))
         .map(String::from)
         .collect();
-    let encoders = ["libx264"]
+    let encoders = ["libx264", "libx265"]
         .into_iter()
         .filter(|n| has_enc(n))
         .map(String::from)

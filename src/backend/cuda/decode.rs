@@ -23,6 +23,14 @@ fn err(e: impl std::fmt::Display) -> Error {
 /// travel in band (Annex B; an `avcC`/`hvcC` record in extradata, which starts with 1, means
 /// length-prefixed packets).
 pub fn codec_for(seg: &Segment) -> Option<sys::cudaVideoCodec> {
+    // NVDEC output surfaces here are NV12: 8-bit 4:2:0 only (other formats decode on the
+    // CPU and are converted before the scaler).
+    if !matches!(
+        seg.format,
+        ff::format::Pixel::None | ff::format::Pixel::YUV420P | ff::format::Pixel::YUVJ420P
+    ) {
+        return None;
+    }
     let codec = match seg.codec {
         ff::codec::Id::H264 => sys::cudaVideoCodec_H264,
         ff::codec::Id::HEVC => sys::cudaVideoCodec_HEVC,

@@ -170,6 +170,10 @@ impl VideoEncoder for NvencEncoder {
         &self.settings
     }
 
+    fn takes_device_frames(&self) -> bool {
+        true
+    }
+
     fn context(&self) -> &ff::codec::Context {
         &self.params
     }

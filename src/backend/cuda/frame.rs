@@ -153,3 +153,60 @@ impl Drop for BufferRef {
         unsafe { ff::ffi::av_buffer_unref(&mut self.0) };
     }
 }
+
+/// Reads the luma plane of device frames back to the host, for what must see pixels on the
+/// CPU (a rendition's MPEG-7 signature reads luma only). The staging buffer and the GRAY8
+/// frame are reused from frame to frame.
+pub struct LumaReader {
+    ctx: Arc<CudaContext>,
+    staging: Vec<u8>,
+    frame: ff::frame::Video,
+}
+
+impl LumaReader {
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let ctx = CudaContext::new(ordinal).map_err(|e| Error::Codec {
+            stage: "cuda",
+            detail: format!("device {ordinal}: {e}"),
+        })?;
+        Ok(LumaReader {
+            ctx,
+            staging: Vec::new(),
+            frame: ff::frame::Video::empty(),
+        })
+    }
+
+    /// The luma of device frame `f` as a host GRAY8 frame (with `f`'s timestamp).
+    pub fn read(&mut self, f: &ff::frame::Video) -> Result<&mut ff::frame::Video> {
+        let p = device_planes(f).ok_or_else(|| Error::Codec {
+            stage: "cuda",
+            detail: "not a device frame".into(),
+        })?;
+        let (w, h) = (f.width(), f.height());
+        if (self.frame.width(), self.frame.height()) != (w, h) {
+            self.frame = ff::frame::Video::new(ff::format::Pixel::GRAY8, w, h);
+        }
+        self.staging.resize(p.pitch_y * h as usize, 0);
+        let fail = |e: cudarc::driver::DriverError| Error::Codec {
+            stage: "cuda",
+            detail: format!("luma download: {e}"),
+        };
+        self.ctx.bind_to_thread().map_err(fail)?;
+        let stream = self.ctx.default_stream();
+        // SAFETY: `p.y` addresses `pitch_y * h` bytes of live device memory (the frame holds
+        // its buffer), `staging` is that long, and the stream is synchronised before the
+        // host reads it.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(&mut self.staging, p.y, stream.cu_stream())
+                .map_err(fail)?;
+        }
+        stream.synchronize().map_err(fail)?;
+        let stride = self.frame.stride(0);
+        let dst = self.frame.data_mut(0);
+        for (row, src) in self.staging.chunks(p.pitch_y).enumerate() {
+            dst[row * stride..row * stride + w as usize].copy_from_slice(&src[..w as usize]);
+        }
+        self.frame.set_pts(f.pts());
+        Ok(&mut self.frame)
+    }
+}
