@@ -215,6 +215,9 @@ fn a_gateways_minimum_version_and_the_version_flag() {
     assert!(caps.contains(&15), "{caps:?}");
 }
 
+/// Stream, sequence number, status, error and whether a gateway takes it as non-retryable.
+type Summary<'a> = (u64, u64, &'a str, Option<&'a str>, Option<bool>);
+
 #[test]
 fn input_errors_carry_lpms_texts_and_free_the_slot() {
     let dir = scratch("dropin_errors");
@@ -254,7 +257,7 @@ fn input_errors_carry_lpms_texts_and_free_the_slot() {
     let t = go_transcoder(port, &dir.join("work"), &["-maxSessions=1"]);
     assert_eq!(orch.wait(120), Some(1), "{}", orch.stderr());
     let r = outcomes(&orch);
-    let summary: Vec<(u64, u64, &str, Option<&str>, Option<bool>)> = r
+    let summary: Vec<Summary> = r
         .iter()
         .map(|o| {
             (

@@ -100,7 +100,24 @@ fn every_field_of_ours_matches_upstream() {
     assert!(rpc.is_server_streaming() && !rpc.is_client_streaming());
     assert_eq!(rpc.input().full_name(), "net.RegisterRequest");
     assert_eq!(rpc.output().full_name(), "net.NotifySegment");
-    assert!(checked >= 10, "only {checked} messages compared");
+    // Every service and method of ours is upstream's, with the same messages and streaming.
+    for s in ours.services() {
+        let u = up
+            .get_service_by_name(s.full_name())
+            .unwrap_or_else(|| panic!("service {} is not upstream", s.full_name()));
+        for m in s.methods() {
+            let um = u
+                .methods()
+                .find(|x| x.name() == m.name())
+                .unwrap_or_else(|| panic!("{}.{} is not upstream", s.full_name(), m.name()));
+            assert_eq!(um.input().full_name(), m.input().full_name());
+            assert_eq!(um.output().full_name(), m.output().full_name());
+            assert_eq!(um.is_server_streaming(), m.is_server_streaming());
+            assert_eq!(um.is_client_streaming(), m.is_client_streaming());
+        }
+    }
+    assert!(ours.get_service_by_name("net.AIWorker").is_some());
+    assert!(checked >= 15, "only {checked} messages compared");
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
@@ -228,4 +245,55 @@ fn our_messages_decode_with_the_upstream_schema_and_back() {
         r
     );
     let _ = dm.descriptor();
+}
+
+#[test]
+fn ai_worker_messages_cross_both_ways() {
+    let up = upstream();
+    let req = proto::RegisterAiWorkerRequest {
+        secret: "s".into(),
+        capabilities: Some(gpuworker::net::capabilities::message(&[27, 28], "0.9.1")),
+        hardware: vec![proto::HardwareInformation {
+            pipeline: "text-to-image".into(),
+            model_id: "stabilityai/sd-turbo".into(),
+            gpu_info: [(
+                "0".to_string(),
+                proto::GpuComputeInfo {
+                    id: "GPU-1".into(),
+                    name: "NVIDIA L4".into(),
+                    major: 8,
+                    minor: 9,
+                    memory_free: 1 << 30,
+                    memory_total: 24 << 30,
+                },
+            )]
+            .into(),
+        }],
+    };
+    let desc = up
+        .get_message_by_name("net.RegisterAIWorkerRequest")
+        .unwrap();
+    let dm = DynamicMessage::decode(desc, req.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(dm.unknown_fields().count(), 0);
+    let hw = field(&dm, "hardware").as_list().unwrap().to_vec();
+    let hw = hw[0].as_message().unwrap();
+    assert_eq!(field(hw, "model_id").as_str(), Some("stabilityai/sd-turbo"));
+    assert_eq!(
+        proto::RegisterAiWorkerRequest::decode(dm.encode_to_vec().as_slice()).unwrap(),
+        req
+    );
+    let job = proto::NotifyAiJob {
+        ai_job_data: Some(proto::AiJobData {
+            pipeline: "text-to-image".into(),
+            request_data: br#"{"prompt":"x"}"#.to_vec(),
+        }),
+        task_id: 9,
+    };
+    let desc = up.get_message_by_name("net.NotifyAIJob").unwrap();
+    let dm = DynamicMessage::decode(desc, job.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(field(&dm, "taskId").as_i64(), Some(9));
+    assert_eq!(
+        proto::NotifyAiJob::decode(dm.encode_to_vec().as_slice()).unwrap(),
+        job
+    );
 }

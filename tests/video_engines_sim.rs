@@ -28,9 +28,11 @@ fn psnr_y(source: &Path, rendition: &Path) -> f64 {
 fn the_whole_path_runs_on_the_device_nvdec_cuda_nvenc() {
     let dir = scratch("engines_full");
     let segs = small_clip(&dir.join("src"), 2, 1);
-    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &[], &[]);
+    // With MPEG-7 signatures: on the GPU they are taken from each NVENC input frame's luma,
+    // read back from device memory.
+    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &["--signatures"], &[]);
     assert!(cpu.status.success());
-    let gpu = transcode(&dir.join("gpu"), &segs, "cuda", &[], &GPU);
+    let gpu = transcode(&dir.join("gpu"), &segs, "cuda", &["--signatures"], &GPU);
     let err = String::from_utf8_lossy(&gpu.stderr);
     assert!(gpu.status.success(), "{err}");
     assert_eq!(stages(&gpu), ["nvdec → nvenc"; 2]);
@@ -56,6 +58,14 @@ fn the_whole_path_runs_on_the_device_nvdec_cuda_nvenc() {
             // Real pictures went through: the rendition matches the source.
             let p = psnr_y(&segs[i], &g);
             assert!(p > 35.0, "{stem} {name}: PSNR {p:.2} dB");
+            // The scalers are bit-exact, so the frames signed are the same.
+            let sig =
+                |d: &str| std::fs::read(dir.join(d).join(name).join(format!("{stem}.ts.bin")));
+            assert_eq!(
+                sig("gpu").unwrap(),
+                sig("cpu").unwrap(),
+                "{stem} {name}: signature"
+            );
         }
     }
 }

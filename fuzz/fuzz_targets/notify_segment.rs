@@ -1,5 +1,5 @@
 //! A NotifySegment as it arrives from an orchestrator: protobuf decode, then everything the
-//! transcoder derives from it before downloading (profiles, capability check, teardown test).
+//! transcoder derives from it before downloading (profiles, capability check, clip).
 #![no_main]
 
 use gpuworker::net::{capabilities, profiles, proto};
@@ -20,9 +20,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(c) = &seg.capabilities {
-        let _ = capabilities::covers(
-            &capabilities::bitstring(capabilities::SUPPORTED),
-            &c.bitstring,
+        let _ = capabilities::covers(&capabilities::bitstring(capabilities::DEFAULT), &c.bitstring);
+        let _ = capabilities::list(&c.bitstring);
+        let _ = capabilities::version_compatible(
+            c.constraints.as_ref().map_or("", |k| k.min_version.as_str()),
+            &c.version,
         );
+    }
+    if let Some(p) = &seg.segment_parameters {
+        let _ = gpuworker::pipeline::Clip::new(p.from, p.to);
     }
 });

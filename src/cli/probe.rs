@@ -20,6 +20,9 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         c.encoders.join(", "),
         c.ffmpeg
     );
+    for (input, path) in &c.input_paths {
+        println!("         input {input}: {path}");
+    }
     println!(
         "cuda     {}",
         g.reason

@@ -170,6 +170,12 @@ fn import(buf: &[u8]) -> Result<Stream, InvalidSignData> {
     Ok(Stream { fines, coarse })
 }
 
+/// The table, built once.
+fn l1_lut() -> &'static [u8] {
+    static LUT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    LUT.get_or_init(l1_table)
+}
+
 /// Ternary L1 distances between every pair of 5-trit bytes (`fill_l1distlut`).
 fn l1_table() -> Vec<u8> {
     let mut lut = Vec::with_capacity(243 * 242 / 2);
@@ -191,7 +197,7 @@ fn l1_table() -> Vec<u8> {
 }
 
 struct Lookup {
-    lut: Vec<u8>,
+    lut: &'static [u8],
 }
 
 #[derive(Clone, Copy)]
@@ -399,17 +405,16 @@ impl Lookup {
     }
 }
 
+/// Where `evaluate_parameters` stands: a frame of each signature and how many frames of the
+/// second it has stepped through.
+struct Walk {
+    a: usize,
+    b: usize,
+    bcount: i32,
+}
+
 /// `iterate_frame`: steps `a` and `b` one (or two) frames forwards or backwards.
-fn iterate(
-    frr: f64,
-    s1: &Stream,
-    s2: &Stream,
-    a: &mut usize,
-    b: &mut usize,
-    fcount: i32,
-    bcount: &mut i32,
-    dir: i32,
-) -> i32 {
+fn iterate(frr: f64, s1: &Stream, s2: &Stream, w: &mut Walk, fcount: i32, dir: i32) -> i32 {
     let step = (f64::from(fcount) * frr - f64::from(fcount - 1) * frr) as i32;
     let (na, nb) = (s1.fines.len(), s2.fines.len());
     let fwd = |x: &mut usize, n: usize, by: usize| -> bool {
@@ -429,6 +434,7 @@ fn iterate(
         }
     };
     let by = if step == 1 { 1 } else { 2 };
+    let Walk { a, b, bcount } = w;
     if dir == DIR_NEXT {
         let ok = if frr >= 1.0 {
             fwd(a, na, 1) && {
@@ -469,23 +475,28 @@ fn iterate(
 /// `evaluate_parameters` in full mode. Its counters start once per call, not per candidate,
 /// as in the C code.
 fn evaluate(look: &Lookup, s1: &Stream, s2: &Stream, cands: &[Candidate], mut best: Best) -> Best {
-    let (mut distsum, mut bcount, mut dir) = (0i32, 1i32, DIR_NEXT);
+    let (mut distsum, mut dir) = (0i32, DIR_NEXT);
+    let mut w = Walk {
+        a: 0,
+        b: 0,
+        bcount: 1,
+    };
     let (mut fcount, mut goodfcount, mut gooda, mut goodb) = (0i32, 0i32, 0i32, 0i32);
     let mut minmeandist = best.meandist;
     let mut tolerance = 0;
     let mut status = 0;
     for c in cands {
-        let (mut a, mut b) = (c.first, c.second);
+        (w.a, w.b) = (c.first, c.second);
         loop {
-            let dist = look.l1(&s1.fines[a].framesig, &s2.fines[b].framesig);
+            let (fa, fb) = (&s1.fines[w.a], &s2.fines[w.b]);
+            let dist = look.l1(&fa.framesig, &fb.framesig);
             if dist > TH_L1 {
-                if s1.fines[a].confidence >= 1 || s2.fines[b].confidence >= 1 {
+                if fa.confidence >= 1 || fb.confidence >= 1 {
                     tolerance += 1;
                 }
                 if tolerance > 2 {
                     if dir == DIR_NEXT {
-                        a = c.first;
-                        b = c.second;
+                        (w.a, w.b) = (c.first, c.second);
                         dir = DIR_PREV;
                     } else {
                         break;
@@ -495,48 +506,29 @@ fn evaluate(look: &Lookup, s1: &Stream, s2: &Stream, cands: &[Candidate], mut be
                 distsum += dist;
                 goodfcount += 1;
                 tolerance = 0;
-                if s1.fines[a].confidence < 1 {
+                if fa.confidence < 1 {
                     gooda += 1;
                 }
-                if s2.fines[b].confidence < 1 {
+                if fb.confidence < 1 {
                     goodb += 1;
                 }
             }
             fcount += 1;
-            dir = iterate(
-                c.framerate_ratio,
-                s1,
-                s2,
-                &mut a,
-                &mut b,
-                fcount,
-                &mut bcount,
-                dir,
-            );
+            dir = iterate(c.framerate_ratio, s1, s2, &mut w, fcount, dir);
             if dir == DIR_NEXT_END {
                 status = STATUS_END_REACHED;
-                a = c.first;
-                b = c.second;
-                dir = iterate(
-                    c.framerate_ratio,
-                    s1,
-                    s2,
-                    &mut a,
-                    &mut b,
-                    fcount,
-                    &mut bcount,
-                    DIR_PREV,
-                );
+                (w.a, w.b) = (c.first, c.second);
+                dir = iterate(c.framerate_ratio, s1, s2, &mut w, fcount, DIR_PREV);
             }
             if dir == DIR_PREV_END {
                 status |= STATUS_BEGIN_REACHED;
                 break;
             }
-            if TH_DI != 0 && bcount >= TH_DI {
+            if TH_DI != 0 && w.bcount >= TH_DI {
                 break;
             }
         }
-        if bcount < TH_DI {
+        if w.bcount < TH_DI {
             continue;
         }
         if f64::from(goodfcount) / f64::from(fcount) < f64::from(TH_IT) {
@@ -569,7 +561,7 @@ pub fn compare(a: &[u8], b: &[u8]) -> Result<Verdict, InvalidSignData> {
         return Err(InvalidSignData);
     }
     let (s1, s2) = (import(a)?, import(b)?);
-    let look = Lookup { lut: l1_table() };
+    let look = Lookup { lut: l1_lut() };
     let mut best = Best {
         meandist: 99999.0,
         score: 0,
@@ -584,7 +576,8 @@ pub fn compare(a: &[u8], b: &[u8]) -> Result<Verdict, InvalidSignData> {
         if !cands.is_empty() {
             best = evaluate(&look, &s1, &s2, &cands, best);
         }
-        if !(Lookup::next_coarse(&s1, &s2, &mut c, false) && !best.whole) {
+        // The C loop's `while (find_next_coarsecandidate(...) && !bestmatch.whole)`.
+        if !Lookup::next_coarse(&s1, &s2, &mut c, false) || best.whole {
             break;
         }
     }
@@ -601,7 +594,7 @@ mod tests {
 
     #[test]
     fn the_distance_table_is_ternary_l1() {
-        let lut = l1_table();
+        let lut = l1_lut();
         assert_eq!(lut.len(), 243 * 242 / 2);
         // 0 = 00000 and 1 = 00001 differ by 1; 0 and 242 = 22222 by 10.
         assert_eq!(lut[0], 1);

@@ -34,7 +34,23 @@ pub struct CpuInfo {
     pub decoders: Vec<String>,
     pub encoders: Vec<String>,
     pub ffmpeg: String,
+    /// How each kind of input reaches the scalers (on every backend).
+    pub input_paths: Vec<(&'static str, &'static str)>,
 }
+
+/// How inputs reach the scalers: 8-bit 4:2:0 as decoded, the other formats go-livepeer
+/// takes converted to it on the CPU first (`scale/convert.rs`), also in GPU sessions.
+pub const INPUT_PATHS: &[(&str, &str)] = &[
+    (
+        "H.264/HEVC 8-bit 4:2:0",
+        "decoded as is (NVDEC in GPU sessions where the GPU takes the stream)",
+    ),
+    (
+        "H.264/HEVC 4:2:2, 4:4:4, 9-16 bit",
+        "libavcodec, then converted to 8-bit 4:2:0 on the CPU before the scaler (GPU sessions upload the converted frame)",
+    ),
+    ("VP8, VP9", "libavcodec, 4:2:0 as is, other formats converted as above"),
+];
 
 /// Probes cores, SIMD level and the codecs this machine's libavcodec provides.
 pub fn probe() -> CpuInfo {
@@ -60,6 +76,7 @@ pub fn probe() -> CpuInfo {
         decoders,
         encoders,
         ffmpeg: format!("libavcodec {}.{}.{}", v >> 16, (v >> 8) & 0xff, v & 0xff),
+        input_paths: INPUT_PATHS.to_vec(),
     }
 }
 
