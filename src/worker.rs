@@ -3,7 +3,6 @@
 
 use crate::error::Result;
 use crate::pipeline::{Session, SessionConfig};
-use crate::profile::OutputCodec;
 use crate::sched::{Admission, Placement, Pool};
 use std::sync::Arc;
 
@@ -66,12 +65,11 @@ impl Worker {
             let engines = crate::backend::cuda::engines::engines(l.device);
             cfg.cuda_device = Some(l.device);
             let renditions = cfg.profiles.len() as u32;
-            // NVENC encodes H.264 here; a ladder with an HEVC rendition encodes on the CPU
-            // (the scaler writes host frames for the whole session).
-            let h264_only = cfg.profiles.iter().all(|p| p.codec == OutputCodec::H264);
+            // NVENC takes the session only if it encodes every rendition's codec (the scaler
+            // writes device frames for all of them, or host frames for all).
+            let encodes_all = cfg.profiles.iter().all(|p| engines.nvenc_encodes(p.codec));
             cfg.nvenc = cfg.nvenc
-                && h264_only
-                && engines.nvenc_h264()
+                && encodes_all
                 && l.reserve_nvenc(renditions, engines.nvenc_session_limit);
             tracing::debug!(
                 device = l.device,

@@ -56,6 +56,54 @@ fn cuda_scaling_on_the_simulated_driver_equals_the_cpu_backend_byte_for_byte() {
 }
 
 #[test]
+fn converted_sources_scale_on_the_gpu_exactly_as_on_the_cpu() {
+    // 10-bit 4:2:2: decoded by libavcodec and converted to 8-bit 4:2:0 on the CPU in both
+    // sessions; the GPU session scales the converted frame with the bit-exact kernel.
+    let dir = scratch("cuda_sim_converted");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let seg = dir.join("src/seg0.ts");
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv422p10le",
+        seg.to_str().unwrap(),
+    ]);
+    let segs = [seg];
+    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &[], &[]);
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let env = [
+        ("LD_LIBRARY_PATH", SIM_DIR),
+        ("GPUWORKER_SIM_NVENC", "none"),
+    ];
+    let gpu = transcode(&dir.join("gpu"), &segs, "cuda", &[], &env);
+    assert!(
+        gpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gpu.stderr)
+    );
+    assert_eq!(stages(&gpu), ["libavcodec → libx264"]);
+    let (a, b) = (
+        renditions(&dir.join("cpu"), "seg0"),
+        renditions(&dir.join("gpu"), "seg0"),
+    );
+    assert_eq!(a.len(), 2);
+    for ((rendition, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{rendition}: cuda and cpu renditions differ");
+    }
+}
+
+#[test]
 fn injected_driver_errors_fail_only_their_segment() {
     let dir = scratch("cuda_sim_errors");
     let segs = small_clip(&dir.join("src"), 3, 1);

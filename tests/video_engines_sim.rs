@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::net::{free_port, orchestrator, outcomes, Proc};
 use common::sim::{assert_released, renditions, stages, transcode, SIM_DIR};
 use common::{frame_types, make_clip, scratch, small_clip, SMALL_LADDER};
 use std::path::Path;
@@ -259,7 +260,7 @@ fn probe_reports_the_video_engines() {
     let e = &d["engines"];
     assert_eq!(e["nvdec"][0]["codec"], "h264", "{d}");
     assert_eq!(e["nvdec"][0]["max_width"], 4096, "{d}");
-    assert_eq!(e["nvenc"], serde_json::json!(["h264"]), "{d}");
+    assert_eq!(e["nvenc"], serde_json::json!(["h264", "hevc"]), "{d}");
     assert_eq!(e["nvenc_session_limit"], serde_json::Value::Null, "{d}");
     assert_eq!(d["path"], "nvdec → cuda scale → nvenc");
     // An H100-like GPU: NVDEC but no NVENC, so sessions encode on the CPU.
@@ -330,4 +331,63 @@ fn a_device_error_in_one_session_leaves_the_others_serving() {
         .iter()
         .filter(|r| r["status"] == "ok")
         .all(|r| r["decoder"] == "nvdec" && r["encoder"] == "nvenc"));
+}
+
+#[test]
+fn hevc_renditions_encode_on_nvenc_and_the_gpu_worker_claims_hevc() {
+    let dir = scratch("engines_hevc_out");
+    let segs = small_clip(&dir.join("src"), 1, 1);
+    let ladder = r#"[{"name":"hevc","width":256,"height":144,"bitrate":200000,"encoder":"HEVC","gop":"1"},
+                     {"name":"avc","width":128,"height":72,"bitrate":100000}]"#;
+    let gpu = transcode(
+        &dir.join("gpu"),
+        &segs,
+        "cuda",
+        &["--profiles", ladder],
+        &GPU,
+    );
+    let err = String::from_utf8_lossy(&gpu.stderr);
+    assert!(gpu.status.success(), "{err}");
+    assert_eq!(stages(&gpu), ["nvdec → nvenc"]);
+    assert_released(&err);
+    let hevc = dir.join("gpu/hevc/seg0.ts");
+    assert_eq!(common::probe_video(&hevc, "stream", "codec_name"), "hevc");
+    let types = frame_types(&hevc);
+    assert_eq!(types.len(), 30);
+    assert!(types[0].1, "an IDR first");
+    let p = psnr_y(&segs[0], &hevc);
+    assert!(p > 35.0, "HEVC from NVENC: PSNR {p:.2} dB");
+
+    // The start-up test on the (simulated) GPU passes HEVC decode and encode: both claimed.
+    let port = free_port();
+    let mut orch = orchestrator(port, &dir.join("src"), &dir.join("got"), &[]);
+    let addr = format!("-orchAddr=127.0.0.1:{port}");
+    let work = format!("-datadir={}", dir.join("work").display());
+    let mut t = Proc::start_env(
+        &[
+            "-transcoder",
+            &addr,
+            "-orchSecret=s3cret",
+            "-nvidia=0",
+            &work,
+        ],
+        &GPU,
+    );
+    assert_eq!(orch.wait(120), Some(0), "{}\n{}", orch.stderr(), t.stderr());
+    assert!(outcomes(&orch).iter().all(|o| o["status"] == "ok"));
+    let reg = orch.stderr();
+    let line = reg
+        .lines()
+        .find(|l| l.contains("registered (capacity"))
+        .unwrap();
+    for c in ["15", "16", "14", "26"] {
+        assert!(
+            line.split(['[', ']', ',', ' ']).any(|x| x == c),
+            "capability {c}: {line}\n{}",
+            t.stderr()
+        );
+    }
+    assert!(t.stderr().contains("HEVC encode (16)") && t.stderr().contains("ok nvdec → nvenc"));
+    t.signal("-TERM");
+    assert_eq!(t.wait(20), Some(0));
 }

@@ -392,6 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn go_livepeers_fatal_statuses_end_the_transcoder() {
+        // server/ot_rpc.go checkTranscoderError: two messages and the Canceled code.
+        assert!(matches!(
+            classify(tonic::Status::unknown("invalid secret")),
+            Fatal::Refused(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::unknown("zero capacity")),
+            Fatal::Refused(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::cancelled("context canceled")),
+            Fatal::Interrupted
+        ));
+        assert!(matches!(
+            classify(tonic::Status::unavailable("gone")),
+            Fatal::Setup(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::unknown("an invalid secret, maybe")),
+            Fatal::Setup(_)
+        ));
+    }
+
+    #[test]
     fn backoff_grows_to_a_minute_and_resets() {
         let mut b = Backoff::new();
         let waits: Vec<Duration> = (0..30).map(|_| b.next()).collect();

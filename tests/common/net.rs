@@ -31,8 +31,14 @@ fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
 
 impl Proc {
     pub fn start(args: &[&str]) -> Proc {
+        Proc::start_env(args, &[])
+    }
+
+    /// [`Proc::start`] with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,6 +1,9 @@
 // A simulated NVENC (libnvidia-encode.so.1) for tests on machines without a GPU. It encodes
-// H.264 with libx264 through libavcodec, reading NV12 input from registered (simulated)
-// device memory. Every call checks struct versions, sizes, pitches, handles and call order
+// H.264 with libx264 and HEVC with libx265 through libavcodec (one frame in, one access unit
+// out, as NVENC without B-frames or lookahead), reading NV12 input from registered
+// (simulated) device memory. Like every NVENC GPU since Maxwell (2nd gen.), it offers both
+// codecs (NVIDIA's Video Encode and Decode GPU Support Matrix); a profile GUID must belong to
+// the codec initialised (nvEncodeAPI.h lists them per codec). Every call checks struct versions, sizes, pitches, handles and call order
 // as the real API documents them, and can be told to fail (sim_common.h). Also:
 //   GPUWORKER_SIM_NVENC=none        the GPU has no NVENC (H100, H200, A100): sessions fail
 //   GPUWORKER_SIM_NVENC_SESSIONS=N  at most N concurrent sessions (consumer cards' limit)
@@ -37,8 +40,9 @@ struct Session {
     bool initialized = false;
     NV_ENC_INITIALIZE_PARAMS init;
     NV_ENC_CONFIG config;
-    AVCodecContext* x264 = nullptr;
+    AVCodecContext* enc = nullptr;
     AVFrame* frame = nullptr;
+    AVFrame* planar = nullptr;  // libx265 takes planar 4:2:0, not NV12
     AVPacket* pkt = nullptr;
     std::vector<uint8_t> extradata;
     std::set<Bitstream*> bitstreams;
@@ -83,15 +87,19 @@ bool same(const GUID& a, const GUID& b) { return memcmp(&a, &b, sizeof a) == 0; 
 #define NEED_INIT()                                               \
     if (!s->initialized) return NV_ENC_ERR_ENCODER_NOT_INITIALIZED
 
-NVENCSTATUS open_x264(Session* s, bool global_header, AVCodecContext** out) {
-    const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
+bool is_hevc(const GUID& g) { return same(g, NV_ENC_CODEC_HEVC_GUID); }
+bool known_codec(const GUID& g) { return same(g, NV_ENC_CODEC_H264_GUID) || is_hevc(g); }
+
+NVENCSTATUS open_encoder(Session* s, bool global_header, AVCodecContext** out) {
+    bool hevc = is_hevc(s->init.encodeGUID);
+    const AVCodec* codec = avcodec_find_encoder_by_name(hevc ? "libx265" : "libx264");
     if (!codec) return NV_ENC_ERR_GENERIC;
     AVCodecContext* c = avcodec_alloc_context3(codec);
     const NV_ENC_INITIALIZE_PARAMS& in = s->init;
     const NV_ENC_RC_PARAMS& rc = s->config.rcParams;
     c->width = in.encodeWidth;
     c->height = in.encodeHeight;
-    c->pix_fmt = AV_PIX_FMT_NV12;
+    c->pix_fmt = hevc ? AV_PIX_FMT_YUV420P : AV_PIX_FMT_NV12;
     c->time_base = AVRational{(int)in.frameRateDen, (int)in.frameRateNum};
     c->framerate = AVRational{(int)in.frameRateNum, (int)in.frameRateDen};
     c->max_b_frames = 0;
@@ -110,6 +118,12 @@ NVENCSTATUS open_x264(Session* s, bool global_header, AVCodecContext** out) {
     }
     c->rc_max_rate = rc.maxBitRate;
     c->rc_buffer_size = rc.vbvBufferSize;
+    if (hevc) {
+        char params[160];
+        snprintf(params, sizeof params, "log-level=error:pools=none:frame-threads=1:keyint=%d:scenecut=0",
+                 c->gop_size);
+        av_dict_set(&o, "x265-params", params, 0);
+    }
     const GUID& p = s->config.profileGUID;
     if (same(p, NV_ENC_H264_PROFILE_BASELINE_GUID)) av_dict_set(&o, "profile", "baseline", 0);
     if (same(p, NV_ENC_H264_PROFILE_MAIN_GUID)) av_dict_set(&o, "profile", "main", 0);
@@ -128,7 +142,7 @@ NVENCSTATUS GetEncodeGUIDCount(void* enc, uint32_t* n) {
     CHECK_FAIL(nvEncGetEncodeGUIDCount);
     SESSION(enc);
     if (!n) return NV_ENC_ERR_INVALID_PTR;
-    *n = 1;
+    *n = 2;
     return NV_ENC_SUCCESS;
 }
 
@@ -136,9 +150,10 @@ NVENCSTATUS GetEncodeGUIDs(void* enc, GUID* guids, uint32_t size, uint32_t* coun
     CHECK_FAIL(nvEncGetEncodeGUIDs);
     SESSION(enc);
     if (!guids || !count) return NV_ENC_ERR_INVALID_PTR;
-    if (size < 1) return NV_ENC_ERR_INVALID_PARAM;
+    if (size < 2) return NV_ENC_ERR_INVALID_PARAM;
     guids[0] = NV_ENC_CODEC_H264_GUID;
-    *count = 1;
+    guids[1] = NV_ENC_CODEC_HEVC_GUID;
+    *count = 2;
     return NV_ENC_SUCCESS;
 }
 
@@ -147,7 +162,7 @@ NVENCSTATUS GetEncodeCaps(void* enc, GUID codec, NV_ENC_CAPS_PARAM* q, int* v) {
     SESSION(enc);
     if (!q || !v) return NV_ENC_ERR_INVALID_PTR;
     if (q->version != NV_ENC_CAPS_PARAM_VER) return NV_ENC_ERR_INVALID_VERSION;
-    if (!same(codec, NV_ENC_CODEC_H264_GUID)) return NV_ENC_ERR_INVALID_PARAM;
+    if (!known_codec(codec)) return NV_ENC_ERR_INVALID_PARAM;
     switch (q->capsToQuery) {
         case NV_ENC_CAPS_WIDTH_MAX:
         case NV_ENC_CAPS_HEIGHT_MAX: *v = 4096; break;
@@ -164,7 +179,7 @@ NVENCSTATUS GetEncodePresetConfigEx(void* enc, GUID codec, GUID preset, NV_ENC_T
     if (!out) return NV_ENC_ERR_INVALID_PTR;
     if (out->version != NV_ENC_PRESET_CONFIG_VER || out->presetCfg.version != NV_ENC_CONFIG_VER)
         return NV_ENC_ERR_INVALID_VERSION;
-    if (!same(codec, NV_ENC_CODEC_H264_GUID)) return NV_ENC_ERR_INVALID_PARAM;
+    if (!known_codec(codec)) return NV_ENC_ERR_INVALID_PARAM;
     const GUID presets[] = {NV_ENC_PRESET_P1_GUID, NV_ENC_PRESET_P2_GUID, NV_ENC_PRESET_P3_GUID,
                             NV_ENC_PRESET_P4_GUID, NV_ENC_PRESET_P5_GUID, NV_ENC_PRESET_P6_GUID,
                             NV_ENC_PRESET_P7_GUID};
@@ -182,7 +197,10 @@ NVENCSTATUS GetEncodePresetConfigEx(void* enc, GUID codec, GUID preset, NV_ENC_T
     c.rcParams.version = NV_ENC_RC_PARAMS_VER;
     c.rcParams.rateControlMode = NV_ENC_PARAMS_RC_VBR;
     c.rcParams.averageBitRate = 5000000;
-    c.encodeCodecConfig.h264Config.idrPeriod = 250;
+    if (is_hevc(codec))
+        c.encodeCodecConfig.hevcConfig.idrPeriod = 250;
+    else
+        c.encodeCodecConfig.h264Config.idrPeriod = 250;
     return NV_ENC_SUCCESS;
 }
 
@@ -195,7 +213,17 @@ NVENCSTATUS InitializeEncoder(void* enc, NV_ENC_INITIALIZE_PARAMS* in) {
         in->encodeConfig->version != NV_ENC_CONFIG_VER ||
         in->encodeConfig->rcParams.version != NV_ENC_RC_PARAMS_VER)
         return NV_ENC_ERR_INVALID_VERSION;
-    if (!same(in->encodeGUID, NV_ENC_CODEC_H264_GUID)) return NV_ENC_ERR_INVALID_PARAM;
+    if (!known_codec(in->encodeGUID)) return NV_ENC_ERR_INVALID_PARAM;
+    {
+        // The profile must be one of the initialised codec's (or auto-select).
+        const GUID& p = in->encodeConfig->profileGUID;
+        bool h264p = same(p, NV_ENC_H264_PROFILE_BASELINE_GUID) ||
+                     same(p, NV_ENC_H264_PROFILE_MAIN_GUID) || same(p, NV_ENC_H264_PROFILE_HIGH_GUID);
+        bool hevcp = same(p, NV_ENC_HEVC_PROFILE_MAIN_GUID);
+        if (!same(p, NV_ENC_CODEC_PROFILE_AUTOSELECT_GUID) &&
+            (is_hevc(in->encodeGUID) ? !hevcp : !h264p))
+            return NV_ENC_ERR_UNSUPPORTED_PARAM;
+    }
     if (in->encodeWidth < 16 || in->encodeHeight < 16 || in->encodeWidth > 4096 ||
         in->encodeHeight > 4096 || in->frameRateNum == 0 || in->frameRateDen == 0 ||
         in->maxEncodeWidth < in->encodeWidth || in->maxEncodeHeight < in->encodeHeight ||
@@ -212,11 +240,11 @@ NVENCSTATUS InitializeEncoder(void* enc, NV_ENC_INITIALIZE_PARAMS* in) {
     s->config = *in->encodeConfig;
     s->init.encodeConfig = &s->config;
     AVCodecContext* probe = nullptr;
-    NVENCSTATUS r = open_x264(s, true, &probe);
+    NVENCSTATUS r = open_encoder(s, true, &probe);
     if (r != NV_ENC_SUCCESS) return r;
     s->extradata.assign(probe->extradata, probe->extradata + probe->extradata_size);
     avcodec_free_context(&probe);
-    r = open_x264(s, false, &s->x264);
+    r = open_encoder(s, false, &s->enc);
     if (r != NV_ENC_SUCCESS) return r;
     s->frame = av_frame_alloc();
     s->pkt = av_packet_alloc();
@@ -342,12 +370,34 @@ NVENCSTATUS EncodePicture(void* enc, NV_ENC_PIC_PARAMS* pic) {
     f->data[0] = (uint8_t*)reg->ptr;
     f->data[1] = (uint8_t*)reg->ptr + (size_t)reg->pitch * reg->height;
     f->linesize[0] = f->linesize[1] = reg->pitch;
+    if (is_hevc(s->init.encodeGUID)) {
+        // The encoder's input copy: NV12 from device memory to planar 4:2:0.
+        AVFrame* q = s->planar;
+        if (!q) {
+            q = s->planar = av_frame_alloc();
+            q->format = AV_PIX_FMT_YUV420P;
+            q->width = reg->width;
+            q->height = reg->height;
+            if (av_frame_get_buffer(q, 0) < 0) return NV_ENC_ERR_OUT_OF_MEMORY;
+        }
+        if (av_frame_make_writable(q) < 0) return NV_ENC_ERR_OUT_OF_MEMORY;
+        for (uint32_t y = 0; y < reg->height; y++)
+            memcpy(q->data[0] + y * q->linesize[0], f->data[0] + y * f->linesize[0], reg->width);
+        for (uint32_t y = 0; y < (reg->height + 1) / 2; y++) {
+            const uint8_t* uv = f->data[1] + y * f->linesize[1];
+            for (uint32_t x = 0; x < (reg->width + 1) / 2; x++) {
+                q->data[1][y * q->linesize[1] + x] = uv[2 * x];
+                q->data[2][y * q->linesize[2] + x] = uv[2 * x + 1];
+            }
+        }
+        f = q;
+    }
     f->pts = s->frames++;
     f->pict_type = (pic->encodePicFlags & NV_ENC_PIC_FLAG_FORCEIDR) ? AV_PICTURE_TYPE_I
                                                                      : AV_PICTURE_TYPE_NONE;
-    if (avcodec_send_frame(s->x264, f) < 0) return NV_ENC_ERR_GENERIC;
+    if (avcodec_send_frame(s->enc, f) < 0) return NV_ENC_ERR_GENERIC;
     s->timestamps.push_back(pic->inputTimeStamp);
-    int r = avcodec_receive_packet(s->x264, s->pkt);
+    int r = avcodec_receive_packet(s->enc, s->pkt);
     if (r == AVERROR(EAGAIN)) return NV_ENC_ERR_NEED_MORE_INPUT;
     if (r < 0) return NV_ENC_ERR_GENERIC;
     out->data.assign(s->pkt->data, s->pkt->data + s->pkt->size);
@@ -401,8 +451,9 @@ NVENCSTATUS DestroyEncoder(void* enc) {
     for (auto* r : s->registrations) delete r;
     for (auto* m : s->mappings) delete m;
     for (auto* b : s->bitstreams) delete b;
-    avcodec_free_context(&s->x264);
+    avcodec_free_context(&s->enc);
     av_frame_free(&s->frame);
+    av_frame_free(&s->planar);
     av_packet_free(&s->pkt);
     delete s;
     return NV_ENC_SUCCESS;

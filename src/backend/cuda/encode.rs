@@ -8,7 +8,7 @@ use super::nvenc::{safe, EncodeConfig, Session};
 use crate::backend::cpu::encode::EncoderSettings;
 use crate::error::{Error, Result};
 use crate::pipeline::stage::VideoEncoder;
-use crate::profile::{CodecProfile, Gop};
+use crate::profile::{CodecProfile, Gop, OutputCodec};
 use cudarc::driver::CudaContext;
 use ffmpeg_next as ff;
 use std::collections::VecDeque;
@@ -24,7 +24,13 @@ fn err(e: impl std::fmt::Display) -> Error {
 /// The NVENC configuration for a rendition's settings: the same bitrate, VBV, GOP and
 /// profile as the CPU encoder's, no B-frames.
 pub fn config_for(s: &EncoderSettings) -> EncodeConfig {
+    let hevc = s.codec == OutputCodec::Hevc;
     EncodeConfig {
+        codec: if hevc {
+            safe::CODEC_HEVC
+        } else {
+            safe::CODEC_H264
+        },
         width: s.width,
         height: s.height,
         frame_rate: (
@@ -38,6 +44,8 @@ pub fn config_for(s: &EncoderSettings) -> EncodeConfig {
             _ => s.gop_frames(),
         },
         profile: match s.profile {
+            // The H.264 profiles say nothing about HEVC: 8-bit 4:2:0 is Main.
+            _ if hevc => Some(safe::HEVC_MAIN),
             CodecProfile::EncoderDefault => None,
             CodecProfile::Baseline => Some(safe::H264_BASELINE),
             CodecProfile::Main => Some(safe::H264_MAIN),
@@ -82,7 +90,7 @@ impl NvencEncoder {
     }
 }
 
-/// A codec context that only describes the stream (H.264, size, time base, extradata).
+/// A codec context that only describes the stream (codec, size, time base, extradata).
 fn stream_params(s: &EncoderSettings, extradata: &[u8]) -> ff::codec::Context {
     let mut c = ff::codec::Context::new();
     // SAFETY: the context is freshly allocated and not opened; the fields set are plain
@@ -91,7 +99,10 @@ fn stream_params(s: &EncoderSettings, extradata: &[u8]) -> ff::codec::Context {
     unsafe {
         let raw = c.as_mut_ptr();
         (*raw).codec_type = ff::ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
-        (*raw).codec_id = ff::ffi::AVCodecID::AV_CODEC_ID_H264;
+        (*raw).codec_id = match s.codec {
+            OutputCodec::H264 => ff::ffi::AVCodecID::AV_CODEC_ID_H264,
+            OutputCodec::Hevc => ff::ffi::AVCodecID::AV_CODEC_ID_HEVC,
+        };
         (*raw).width = s.width as i32;
         (*raw).height = s.height as i32;
         (*raw).pix_fmt = ff::ffi::AVPixelFormat::AV_PIX_FMT_YUV420P;

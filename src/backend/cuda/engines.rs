@@ -60,6 +60,14 @@ impl Engines {
     pub fn nvenc_h264(&self) -> bool {
         self.nvenc.contains(&"h264")
     }
+
+    /// Whether NVENC encodes `codec`.
+    pub fn nvenc_encodes(&self, codec: crate::profile::OutputCodec) -> bool {
+        self.nvenc.contains(&match codec {
+            crate::profile::OutputCodec::H264 => "h264",
+            crate::profile::OutputCodec::Hevc => "hevc",
+        })
+    }
 }
 
 /// The engines of CUDA device `ordinal` (probed on first call).

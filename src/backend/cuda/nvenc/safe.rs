@@ -55,6 +55,13 @@ pub const H264_HIGH: sys::GUID = guid(
     [0xaf, 0x2a, 0xd5, 0x37, 0xc9, 0x2b, 0xe3, 0x10],
 );
 
+pub const HEVC_MAIN: sys::GUID = guid(
+    0xb514c39a,
+    0xb55b,
+    0x40fa,
+    [0x87, 0x8f, 0xf1, 0x25, 0x3b, 0x4d, 0xfd, 0xec],
+);
+
 fn same(a: &sys::GUID, b: &sys::GUID) -> bool {
     (a.Data1, a.Data2, a.Data3, a.Data4) == (b.Data1, b.Data2, b.Data3, b.Data4)
 }
@@ -73,6 +80,8 @@ pub fn codec_name(g: &sys::GUID) -> &'static str {
 /// What one rendition's encoder is set up with.
 #[derive(Debug, Clone)]
 pub struct EncodeConfig {
+    /// [`CODEC_H264`] or [`CODEC_HEVC`].
+    pub codec: sys::GUID,
     pub width: u32,
     pub height: u32,
     pub frame_rate: (u32, u32),
@@ -82,7 +91,7 @@ pub struct EncodeConfig {
     pub quality: u8,
     /// IDR interval in frames (None = only the forced IDR at each segment start).
     pub gop: Option<u32>,
-    /// H.264 profile GUID (None = the encoder's choice).
+    /// Profile GUID of the codec (None = the encoder's choice).
     pub profile: Option<sys::GUID>,
 }
 
@@ -159,8 +168,9 @@ impl Session {
         Ok(v)
     }
 
-    /// Initialises the session for H.264 at `c` (preset P4, high-quality tuning, no B-frames,
-    /// SPS/PPS repeated at every IDR) and creates its bitstream buffer.
+    /// Initialises the session for `c.codec` (H.264 or HEVC) at `c` (preset P4, high-quality
+    /// tuning, no B-frames, parameter sets repeated at every IDR) and creates its bitstream
+    /// buffer.
     pub fn initialize(&mut self, c: &EncodeConfig) -> Result<()> {
         let mut preset = sys::NV_ENC_PRESET_CONFIG {
             version: struct_version(4) | (1 << 31),
@@ -174,7 +184,7 @@ impl Session {
             self.api,
             nvEncGetEncodePresetConfigEx(
                 self.encoder,
-                CODEC_H264,
+                c.codec,
                 PRESET_P4,
                 sys::NV_ENC_TUNING_INFO_HIGH_QUALITY,
                 &mut preset
@@ -202,13 +212,20 @@ impl Session {
         rc.vbvBufferSize = c.bitrate;
         rc.vbvInitialDelay = c.bitrate;
         rc.lookaheadDepth = 0;
-        // SAFETY: the preset was requested for H.264, so the union holds `h264Config`.
-        let h264 = unsafe { &mut cfg.encodeCodecConfig.h264Config };
-        h264.idrPeriod = gop;
-        h264.set_repeatSPSPPS(1);
+        if same(&c.codec, &CODEC_HEVC) {
+            // SAFETY: the preset was requested for HEVC, so the union holds `hevcConfig`.
+            let hevc = unsafe { &mut cfg.encodeCodecConfig.hevcConfig };
+            hevc.idrPeriod = gop;
+            hevc.set_repeatSPSPPS(1);
+        } else {
+            // SAFETY: the preset was requested for H.264, so the union holds `h264Config`.
+            let h264 = unsafe { &mut cfg.encodeCodecConfig.h264Config };
+            h264.idrPeriod = gop;
+            h264.set_repeatSPSPPS(1);
+        }
         let mut init = sys::NV_ENC_INITIALIZE_PARAMS {
             version: struct_version(5) | (1 << 31),
-            encodeGUID: CODEC_H264,
+            encodeGUID: c.codec,
             presetGUID: PRESET_P4,
             encodeWidth: c.width,
             encodeHeight: c.height,
@@ -236,7 +253,8 @@ impl Session {
         Ok(())
     }
 
-    /// SPS and PPS (Annex B), for containers that carry them out of band.
+    /// The parameter sets (SPS and PPS; VPS too for HEVC) in Annex B, for containers that
+    /// carry them out of band.
     pub fn sequence_params(&self) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; 1024];
         let mut n = 0u32;
