@@ -1,3 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+// A port of FFmpeg's libavfilter/signature_lookup.c and of livepeer/FFmpeg's
+// `binary_import`/`compare_signbuffer` (libavfilter/vf_signature.c), Copyright (c) 2017
+// Gerion Entrup and the FFmpeg and Livepeer authors, GPL-2.0-or-later like them; the rest of
+// gpuworker is MIT OR Apache-2.0 (README, "Licensing").
+
 //! What a gateway does with two transcoders' signatures: lpms `CompareSignatureByBuffer`
 //! (ffmpeg/ffmpeg.go:373-387) → `lpms_compare_sign_bybuffer` (ffmpeg/extras.c) →
 //! `avfilter_compare_sign_bybuff` of livepeer/FFmpeg at d9751c73 (the commit lpms's

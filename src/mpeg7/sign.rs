@@ -98,19 +98,22 @@ impl Signer {
         self.drain()
     }
 
-    /// Takes the frames the filter passed on out of the sink, releasing their references.
+    /// Takes the frames the filter passed on out of the sink and releases their references,
+    /// so the rendition's buffer is the pool's alone again (else the next write into it
+    /// would copy it).
     fn drain(&mut self) -> Result<()> {
         let mut out = self.graph.get("out").ok_or_else(|| err("no sink"))?;
-        loop {
+        let r = loop {
             match out.sink().frame(&mut self.scratch) {
                 Ok(()) => continue,
-                Err(ff::Error::Eof) => return Ok(()),
-                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
-                    return Ok(())
-                }
-                Err(e) => return Err(err(e)),
+                Err(ff::Error::Eof) => break Ok(()),
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => break Ok(()),
+                Err(e) => break Err(err(e)),
             }
-        }
+        };
+        // SAFETY: unreferencing a valid frame leaves it empty and valid.
+        unsafe { ff::ffi::av_frame_unref(self.scratch.as_mut_ptr()) };
+        r
     }
 
     /// Ends the signature: the filter writes its file, whose bytes are returned. With no

@@ -29,6 +29,8 @@ struct Current {
     failed: Option<Error>,
     frames: u64,
     encode: Duration,
+    /// Time spent signing frames (inside `encode`).
+    sign: Duration,
     /// Segment slicing, when the segment asks for it.
     clip: Option<ClipState>,
     /// The MPEG-7 signature being computed, when the segment asks for one.
@@ -103,6 +105,7 @@ impl RenditionTask {
             failed,
             frames: 0,
             encode: Duration::ZERO,
+            sign: Duration::ZERO,
             clip,
             signer,
         });
@@ -221,6 +224,7 @@ impl RenditionTask {
                 false => frame,
             };
             signer.push(frame, pts)?;
+            self.cur.as_mut().expect("segment").sign += t.elapsed();
         }
         let enc = self.encoder.as_mut().expect("opened");
         let tb = enc.time_base();
@@ -266,7 +270,9 @@ impl RenditionTask {
         }
         enc.reset()?;
         cur.encode += t.elapsed();
+        let t = Instant::now();
         let signature = cur.signer.take().map(Signer::finish).transpose()?;
+        cur.sign += t.elapsed();
         let file = cur.writer.take().expect("writer").finish()?;
         Ok(RenditionPart {
             name: self.profile.name.clone(),
@@ -277,6 +283,7 @@ impl RenditionTask {
             target_bitrate: self.profile.bitrate,
             encoder: enc.name(),
             encode: cur.encode,
+            sign: cur.sign,
             signature,
         })
     }

@@ -50,4 +50,6 @@ pub struct SegmentReport {
     pub diffuse_seconds: f64,
     pub scale_seconds: f64,
     pub encode_seconds: f64,
+    /// Of `encode_seconds`, the MPEG-7 signatures (0 when none was asked for).
+    pub signature_seconds: f64,
 }

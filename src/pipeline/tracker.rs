@@ -41,6 +41,8 @@ pub(crate) struct RenditionPart {
     /// The encoder that wrote it ("libx264", "nvenc").
     pub encoder: &'static str,
     pub encode: Duration,
+    /// Of `encode`, the time spent on the signature.
+    pub sign: Duration,
     /// The MPEG-7 video signature, when the segment asked for one.
     pub signature: Option<Vec<u8>>,
 }
@@ -136,12 +138,13 @@ impl Tracker {
         }
         let duration = source.duration.max(1e-9);
         let mut renditions = Vec::with_capacity(parts.len());
-        let mut encode = Duration::ZERO;
+        let (mut encode, mut sign) = (Duration::ZERO, Duration::ZERO);
         // Commit only once every part is complete; a failed rename removes the rest.
         for p in parts {
             let path = p.file.path().to_path_buf();
             let written = p.file.commit()?;
             encode += p.encode;
+            sign += p.sign;
             renditions.push(RenditionReport {
                 name: p.name,
                 path,
@@ -172,6 +175,7 @@ impl Tracker {
             diffuse_seconds: source.diffuse.as_secs_f64(),
             scale_seconds: source.scale.as_secs_f64(),
             encode_seconds: encode.as_secs_f64(),
+            signature_seconds: sign.as_secs_f64(),
         })
     }
 }
