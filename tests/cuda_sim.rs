@@ -302,3 +302,67 @@ fn bench_places_sessions_on_the_least_loaded_gpu() {
         [("cuda:0".into(), 2), ("cuda:1".into(), 1)]
     );
 }
+
+/// Runs the ignored test `name` of this binary in a child process on the simulated driver
+/// (LD_LIBRARY_PATH must be set before the driver is loaded) with its exit report; the
+/// child's stderr.
+fn on_simulated_driver(name: &str) -> String {
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("LD_LIBRARY_PATH", SIM_DIR)
+        .env("GPUWORKER_SIM_REPORT", "1")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{name}: {out}");
+    assert!(out.contains("1 passed"), "{name} did not run: {out}");
+    out
+}
+
+/// real-gpu-rules.md R1 and R5: NVENC input frames are cuMemAlloc memory (the simulated
+/// driver, like the real one, offers memory pools, and its NVENC refuses pool memory), and
+/// they are freed with their context bound on whichever thread drops them last; a pool
+/// thread that never bound a context included (the simulated cuMemFree needs one, as the
+/// real driver does, and the exit report shows a leak otherwise).
+#[test]
+fn device_frames_are_plain_allocations_freed_with_their_context_on_any_thread() {
+    let out = on_simulated_driver("child_device_frame_dropped_on_a_fresh_thread");
+    assert!(
+        out.contains("gpuworker-sim libcuda: live allocations=0"),
+        "{out}"
+    );
+}
+
+#[test]
+#[ignore = "run by device_frames_are_plain_allocations_freed_with_their_context_on_any_thread"]
+fn child_device_frame_dropped_on_a_fresh_thread() {
+    use gpuworker::backend::cuda::frame::{alloc_nv12, device_planes};
+    let ctx = cudarc::driver::CudaContext::new(0).unwrap();
+    let frames: Vec<_> = (0..3).map(|_| alloc_nv12(&ctx, 64, 36).unwrap()).collect();
+    let p = device_planes(&frames[0]).unwrap();
+    assert_eq!(p.pitch_y % 256, 0);
+    // The memory is not from the pool: the simulated NVENC would refuse it.
+    assert!(pool_memory(p.y) == 0, "a stream-ordered allocation");
+    drop(ctx);
+    std::thread::spawn(move || drop(frames)).join().unwrap();
+}
+
+/// Asks the simulated driver whether `p` is stream-ordered (pool) memory.
+fn pool_memory(p: u64) -> i32 {
+    let lib = std::path::Path::new(SIM_DIR).join("libcuda.so.1");
+    // SAFETY: the simulated libcuda exports this query (tests/sim/libcuda.cpp); it reads the
+    // simulator's allocation table only. The library is the one already loaded.
+    unsafe {
+        let lib = libloading::Library::new(lib).unwrap();
+        let f: libloading::Symbol<unsafe extern "C" fn(u64) -> i32> =
+            lib.get(b"gpuworker_sim_is_pool_memory").unwrap();
+        f(p)
+    }
+}

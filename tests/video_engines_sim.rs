@@ -149,7 +149,6 @@ fn injected_nvdec_and_nvenc_errors_fail_only_their_segment() {
         ),
         ("nvEncEncodePicture:32:5", "device does not exist", "seg1"),
         ("nvEncEncodePicture:33:8", "invalid parameter", "seg1"),
-        ("nvEncOpenEncodeSessionEx:33:10", "session limit", "seg0"),
         (
             "nvEncRegisterResource:2:23",
             "resource register failed",
@@ -274,6 +273,67 @@ fn probe_reports_the_video_engines() {
     // A consumer card: the session limit is found by opening sessions.
     let d = probe(&[("GPUWORKER_SIM_NVENC_SESSIONS", "5")]);
     assert_eq!(d["engines"]["nvenc_session_limit"], 5, "{d}");
+    // A GeForce driver counts the cap across processes: with 6 of 8 sessions held by another
+    // program (the lock files the simulated driver keeps per session), 2 are left.
+    let system = scratch("engines_system_cap");
+    let held: Vec<std::fs::File> = (0..6)
+        .map(|i| {
+            let f = std::fs::File::create(system.join(format!("slot{i}"))).unwrap();
+            f.try_lock().expect("slot free");
+            f
+        })
+        .collect();
+    let dir = system.to_str().unwrap();
+    let sessions = [
+        ("GPUWORKER_SIM_NVENC_SESSIONS", "8"),
+        ("GPUWORKER_SIM_NVENC_SYSTEM", dir),
+    ];
+    let d = probe(&sessions);
+    assert_eq!(d["engines"]["nvenc_session_limit"], 2, "{d}");
+    drop(held);
+    let d = probe(&sessions);
+    assert_eq!(d["engines"]["nvenc_session_limit"], 8, "{d}");
+}
+
+/// real-gpu-rules.md R4: a GeForce driver caps NVENC sessions across all processes, so a
+/// rendition can be refused a session that the probe found room for (OBS or a second worker
+/// took it meanwhile). The rendition then encodes on the CPU, from the GPU's scaled frames,
+/// for the rest of the session instead of failing segment after segment; and the handle the
+/// refused open handed back is destroyed (the simulator's exit report counts it otherwise).
+#[test]
+fn a_rendition_refused_an_nvenc_session_at_run_time_encodes_on_the_cpu() {
+    let dir = scratch("engines_refused");
+    let segs = small_clip(&dir.join("src"), 3, 1);
+    let args = ["--profiles", ONE, "--signatures"];
+    let cpu = transcode(&dir.join("cpu"), &segs, "auto", &args, &[]);
+    assert!(cpu.status.success());
+    // The probe opens up to 32 sessions; the 33rd open is the rendition's. 10 and 21 are
+    // what drivers answer at the cap (NV_ENC_ERR_OUT_OF_MEMORY, ..._INCOMPATIBLE_CLIENT_KEY).
+    for code in ["10", "21"] {
+        let out = dir.join(format!("gpu{code}"));
+        let fail = format!("nvEncOpenEncodeSessionEx:33:{code}");
+        let mut env = GPU.to_vec();
+        env.push(("GPUWORKER_SIM_FAIL", &fail));
+        let o = transcode(&out, &segs, "cuda", &args, &env);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{fail}: {err}");
+        assert!(err.contains("NVENC refused a session"), "{err}");
+        assert_eq!(stages(&o), ["nvdec → libx264"; 3], "{fail}");
+        assert_released(&err);
+        for stem in ["seg0", "seg1", "seg2"] {
+            let file = |d: &Path, ext: &str| d.join("144p").join(format!("{stem}.ts{ext}"));
+            assert_eq!(
+                frame_types(&file(&out, "")).len(),
+                frame_types(&file(&dir.join("cpu"), "")).len()
+            );
+            // The scaled frames downloaded for x264 are the CPU scaler's, bit for bit.
+            assert_eq!(
+                std::fs::read(file(&out, ".bin")).unwrap(),
+                std::fs::read(file(&dir.join("cpu"), ".bin")).unwrap(),
+                "{stem} signature"
+            );
+        }
+    }
 }
 
 #[test]

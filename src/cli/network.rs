@@ -320,8 +320,7 @@ pub fn test_orchestrator(args: OrchestratorArgs) -> anyhow::Result<i32> {
     let clip = match &args.clip {
         None => None,
         Some(spec) => Some(
-            spec.split_once(':')
-                .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            gpuworker::pipeline::clip::parse_range(spec)
                 .ok_or_else(|| anyhow::anyhow!("--clip {spec}: expected FROM:TO in ms"))?,
         ),
     };

@@ -90,9 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let clip = match &args.clip {
         None => None,
         Some(spec) => {
-            let (from, to) = spec
-                .split_once(':')
-                .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            let (from, to) = gpuworker::pipeline::clip::parse_range(spec)
                 .ok_or_else(|| anyhow::anyhow!("--clip {spec}: expected FROM:TO in ms"))?;
             Clip::new(from, to).map_err(|e| anyhow::anyhow!("--clip {spec}: {e} (TO < FROM)"))?
         }

@@ -133,8 +133,19 @@ fn profile(size: u32, codec: OutputCodec) -> Profile {
     }
 }
 
-/// Transcodes `t`'s sample on `worker` into four renditions, as go-livepeer's test does.
+/// Transcodes `t`'s sample on `worker` into four renditions, as go-livepeer's test does, and
+/// returns once the session's stages (and the NVENC sessions they hold) are gone, so that
+/// neither admission nor a GPU's session limit turns the next test away.
 fn try_one(worker: &Worker, t: &Test, dir: &Path, preset: &str) -> Outcome {
+    let outcome = transcode_sample(worker, t, dir, preset);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while worker.admission().active() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    outcome
+}
+
+fn transcode_sample(worker: &Worker, t: &Test, dir: &Path, preset: &str) -> Outcome {
     let input = dir.join(t.file);
     std::fs::write(&input, t.data).map_err(|e| format!("{}: {e}", input.display()))?;
     let mut cfg = SessionConfig::new(vec![profile(t.size, t.codec); 4]);
@@ -235,11 +246,9 @@ pub fn run(opts: &Options) -> Result<Report> {
         let workers: Vec<Worker> = devices
             .iter()
             .map(|d| {
-                // Room for every test: a session's place is freed only once its last stage
-                // is gone from the pool, which may come after the next test opens.
                 Worker::new(WorkerConfig {
                     threads: 0,
-                    capacity: tests().len() + 1,
+                    capacity: 1,
                     devices: d.iter().copied().collect(),
                 })
             })

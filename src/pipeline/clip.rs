@@ -38,6 +38,12 @@ impl Clip {
     }
 }
 
+/// `FROM:TO` in milliseconds, as the command lines take a clip (not yet checked).
+pub fn parse_range(spec: &str) -> Option<(u64, u64)> {
+    let (a, b) = spec.split_once(':')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
 /// `av_rescale_q(ms, 1/1000, tb)` with its default rounding (to nearest, halves away from 0).
 fn ms_to(tb: Rational, ms: u64) -> i64 {
     let num = ms as i128 * tb.denominator() as i128;

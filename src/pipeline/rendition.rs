@@ -5,8 +5,8 @@
 //! to the source's pool.
 
 use crate::backend::cpu::encode::{CpuEncoder, EncoderSettings};
-use crate::backend::cuda::encode::NvencEncoder;
-use crate::backend::cuda::frame::LumaReader;
+use crate::backend::cuda::encode::{NvencEncoder, OpenError};
+use crate::backend::cuda::frame::{device_planes, DeviceReader};
 use crate::error::{Error, Result};
 use crate::media::mux::RenditionWriter;
 use crate::mpeg7::Signer;
@@ -52,8 +52,11 @@ pub(crate) struct RenditionTask {
     /// The last frame received: fps conversion may repeat it.
     prev: Option<ff::frame::Video>,
     packet: ff::Packet,
-    /// Reads device frames' luma back for their signature (NVENC renditions).
-    luma: Option<LumaReader>,
+    /// Reads device frames back: their luma for a signature, or whole for the CPU encoder.
+    reader: Option<DeviceReader>,
+    /// The driver refused this rendition an NVENC session: it encodes on the CPU for the rest
+    /// of the session.
+    nvenc_refused: bool,
     cur: Option<Current>,
 }
 
@@ -72,7 +75,8 @@ impl RenditionTask {
             segment_start: true,
             prev: None,
             packet: ff::Packet::empty(),
-            luma: None,
+            reader: None,
+            nvenc_refused: false,
             cur: None,
         }
     }
@@ -150,10 +154,7 @@ impl RenditionTask {
         );
         if self.encoder.as_ref().map(|e| e.settings()) != Some(&settings) {
             self.encoder = None;
-            self.encoder = Some(match self.cfg.cuda_device.filter(|_| self.cfg.nvenc) {
-                Some(device) => Box::new(NvencEncoder::open(&settings, device)?),
-                None => Box::new(CpuEncoder::open(&settings)?),
-            });
+            self.encoder = Some(self.open_encoder(&settings)?);
             self.timing = Timing::new(s.time_base, self.profile.frame_rate());
             self.next_keyframe = None;
         }
@@ -166,6 +167,27 @@ impl RenditionTask {
             s.audio.as_ref().map(|(p, tb)| (p, *tb)),
             &s.service,
         )
+    }
+
+    /// NVENC where the session has it, else (or once the driver refused a session) the CPU.
+    fn open_encoder(&mut self, settings: &EncoderSettings) -> Result<Box<dyn VideoEncoder>> {
+        let nvenc = self.cfg.nvenc && !self.nvenc_refused;
+        if let Some(device) = self.cfg.cuda_device.filter(|_| nvenc) {
+            match NvencEncoder::open(settings, device) {
+                Ok(e) => return Ok(Box::new(e)),
+                Err(refused @ OpenError::Refused(_)) => {
+                    tracing::warn!(
+                        rendition = %self.profile.name,
+                        device,
+                        "{refused}; this rendition encodes on the CPU for the rest of the session"
+                    );
+                    self.nvenc_refused = true;
+                    self.link.release_nvenc();
+                }
+                Err(OpenError::Failed(e)) => return Err(e),
+            }
+        }
+        Ok(Box::new(CpuEncoder::open(settings)?))
     }
 
     /// Forgets codec state after a failure; the next segment starts afresh.
@@ -211,17 +233,23 @@ impl RenditionTask {
             },
         };
         let t = Instant::now();
+        let on_device = device_planes(self.prev.as_ref().expect("held frame")).is_some();
+        let enc_device = self.encoder.as_ref().expect("opened").takes_device_frames();
+        if on_device && self.reader.is_none() {
+            self.reader = Some(DeviceReader::new(self.cfg.cuda_device.unwrap_or(0))?);
+        }
+        // Device frames for the CPU encoder (NVENC refused this rendition): downloaded whole.
+        let download = on_device && !enc_device;
+        if download {
+            let reader = self.reader.as_mut().expect("reader");
+            reader.download(self.prev.as_ref().expect("held frame"))?;
+        }
         if let Some(signer) = self.cur.as_mut().and_then(|c| c.signer.as_mut()) {
-            let frame = self.prev.as_mut().expect("held frame");
-            let frame = match self.encoder.as_ref().expect("opened").takes_device_frames() {
-                true => {
-                    let device = self.cfg.cuda_device.unwrap_or(0);
-                    if self.luma.is_none() {
-                        self.luma = Some(LumaReader::new(device)?);
-                    }
-                    self.luma.as_mut().expect("reader").read(frame)?
-                }
-                false => frame,
+            let prev = self.prev.as_mut().expect("held frame");
+            let frame = match (on_device, download) {
+                (true, true) => self.reader.as_mut().expect("reader").picture(),
+                (true, false) => self.reader.as_mut().expect("reader").luma(prev)?,
+                (false, _) => prev,
             };
             signer.push(frame, pts)?;
             self.cur.as_mut().expect("segment").sign += t.elapsed();
@@ -239,7 +267,11 @@ impl RenditionTask {
             }
         }
         self.segment_start = false;
-        enc.send_frame(self.prev.as_mut().expect("held frame"), pts, idr)?;
+        let frame = match download {
+            true => self.reader.as_mut().expect("reader").picture(),
+            false => self.prev.as_mut().expect("held frame"),
+        };
+        enc.send_frame(frame, pts, idr)?;
         let cur = self.cur.as_mut().expect("segment");
         cur.frames += 1;
         let writer = cur.writer.as_mut().expect("writer");
@@ -273,6 +305,7 @@ impl RenditionTask {
         let t = Instant::now();
         let signature = cur.signer.take().map(Signer::finish).transpose()?;
         cur.sign += t.elapsed();
+        cur.encode += t.elapsed();
         let file = cur.writer.take().expect("writer").finish()?;
         Ok(RenditionPart {
             name: self.profile.name.clone(),

@@ -143,7 +143,7 @@ pub(crate) struct Link {
     pub renditions: OnceLock<Vec<Weak<dyn Wake>>>,
     _permit: Permit,
     /// The session's GPU, when it has one.
-    _lease: Option<DeviceLease>,
+    lease: Option<DeviceLease>,
 }
 
 impl Link {
@@ -163,6 +163,14 @@ impl Link {
     pub fn freed(&self) {
         if self.source_waiting.load(SeqCst) && self.source_waiting.swap(false, SeqCst) {
             self.wake_source();
+        }
+    }
+
+    /// Gives back one NVENC session of the session's reservation (a rendition that the driver
+    /// refused one encodes on the CPU).
+    pub fn release_nvenc(&self) {
+        if let Some(l) = &self.lease {
+            l.release_nvenc();
         }
     }
 
@@ -231,7 +239,7 @@ impl Session {
             source: OnceLock::new(),
             renditions: OnceLock::new(),
             _permit: permit,
-            _lease: lease,
+            lease,
         });
         let busy = |e: crate::sched::pool::PoolFull| Error::Busy(e.to_string());
         let cfg = Arc::new(cfg);

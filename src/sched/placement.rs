@@ -4,6 +4,7 @@
 //! enforces on consumer cards, so a session that would exceed it encodes on the CPU instead
 //! of failing.
 
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
@@ -20,7 +21,7 @@ pub struct DeviceLease {
     placement: Arc<Placement>,
     slot: usize,
     pub device: usize,
-    nvenc_sessions: u32,
+    nvenc_sessions: AtomicU32,
 }
 
 impl DeviceLease {
@@ -32,8 +33,22 @@ impl DeviceLease {
             return false;
         }
         used[self.slot] += n;
-        self.nvenc_sessions += n;
+        self.nvenc_sessions.fetch_add(n, SeqCst);
         true
+    }
+
+    /// Gives back one NVENC session of this lease's reservation (a rendition that the driver
+    /// refused a session encodes on the CPU); false when none is left.
+    pub fn release_nvenc(&self) -> bool {
+        let mut used = lock(&self.placement.nvenc);
+        let taken = self
+            .nvenc_sessions
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if taken {
+            used[self.slot] -= 1;
+        }
+        taken
     }
 }
 
@@ -63,7 +78,7 @@ impl Placement {
             placement: self.clone(),
             slot,
             device: self.devices[slot],
-            nvenc_sessions: 0,
+            nvenc_sessions: AtomicU32::new(0),
         }
     }
 
@@ -86,7 +101,7 @@ impl Placement {
 impl Drop for DeviceLease {
     fn drop(&mut self) {
         lock(&self.placement.load)[self.slot] -= 1;
-        lock(&self.placement.nvenc)[self.slot] -= self.nvenc_sessions;
+        lock(&self.placement.nvenc)[self.slot] -= self.nvenc_sessions.load(SeqCst);
     }
 }
 
@@ -129,6 +144,21 @@ mod tests {
         drop(b);
         assert_eq!(p.place().device, 1);
         assert_eq!(p.load(), vec![2, 0]);
+    }
+
+    #[test]
+    fn nvenc_sessions_given_back_one_by_one() {
+        let p = Placement::new(vec![0]);
+        let mut a = p.place();
+        assert!(a.reserve_nvenc(2, Some(3)));
+        assert!(!p.place().reserve_nvenc(2, Some(3)));
+        assert!(a.release_nvenc());
+        assert_eq!(p.nvenc_load(), vec![1]);
+        assert!(a.release_nvenc());
+        assert!(!a.release_nvenc());
+        assert_eq!(p.nvenc_load(), vec![0]);
+        drop(a);
+        assert_eq!(p.nvenc_load(), vec![0]);
     }
 
     #[test]

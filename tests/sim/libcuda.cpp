@@ -53,23 +53,31 @@ bool is_context(CUcontext c) {
     return c >= (CUcontext)&context_tokens[0] && c < (CUcontext)&context_tokens[max_devices];
 }
 std::map<uintptr_t, size_t> allocations;  // base -> size
+// Stream-ordered allocations (cuMemAllocAsync, the device's default memory pool): NVENC refuses
+// to register them (real-gpu-rules.md R1), which the simulated libnvidia-encode asks about.
+std::map<uintptr_t, size_t> pool_allocations;
 
 // GPUWORKER_SIM_REPORT=1: at exit, report device memory still allocated (leaks).
 struct Report {
     ~Report() {
         if (getenv("GPUWORKER_SIM_REPORT"))
-            fprintf(stderr, "gpuworker-sim libcuda: live allocations=%zu\n", allocations.size());
+            fprintf(stderr, "gpuworker-sim libcuda: live allocations=%zu\n",
+                    allocations.size() + pool_allocations.size());
     }
 } report;
 int module_token = 0;
 int function_token = 0;
 
-// Whether [p, p + len) lies inside one allocation.
-bool device_range(CUdeviceptr p, size_t len) {
-    auto it = allocations.upper_bound((uintptr_t)p);
-    if (it == allocations.begin()) return false;
+// Whether [p, p + len) lies inside one allocation of `in`.
+bool in_range(const std::map<uintptr_t, size_t>& in, CUdeviceptr p, size_t len) {
+    auto it = in.upper_bound((uintptr_t)p);
+    if (it == in.begin()) return false;
     --it;
     return (uintptr_t)p >= it->first && (uintptr_t)p + len <= it->first + it->second;
+}
+// Whether [p, p + len) lies inside one allocation, plain or from the pool.
+bool device_range(CUdeviceptr p, size_t len) {
+    return in_range(allocations, p, len) || in_range(pool_allocations, p, len);
 }
 
 #define CHECK_FAIL(name)                   \
@@ -131,7 +139,9 @@ CUresult cuDeviceGetAttribute(int* v, int attr, CUdevice d) {
     switch (attr) {
         case 75: *v = 9; break;    // COMPUTE_CAPABILITY_MAJOR
         case 76: *v = 0; break;    // COMPUTE_CAPABILITY_MINOR
-        case 115: *v = 0; break;   // MEMORY_POOLS_SUPPORTED: no, plain cuMemAlloc
+        // MEMORY_POOLS_SUPPORTED: yes, as on every GPU since Pascal with a current driver
+        // (T4, A10, L4, RTX 40xx, H100), so cudarc's CudaStream::alloc takes cuMemAllocAsync.
+        case 115: *v = 1; break;
         case 1: *v = 1024; break;  // MAX_THREADS_PER_BLOCK
         case 16: *v = 132; break;  // MULTIPROCESSOR_COUNT
         default: *v = 0; break;
@@ -188,6 +198,35 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
     if (it == allocations.end()) return CUDA_ERROR_INVALID_VALUE;
     free((void*)it->first);
     allocations.erase(it);
+    return CUDA_SUCCESS;
+}
+
+// Stream-ordered allocation from the device's default pool (what cudarc's CudaStream::alloc
+// and CudaSlice::drop use when MEMORY_POOLS_SUPPORTED is 1). Like every allocation call it
+// needs a current context, and so does the free (the real driver resolves the stream and the
+// pool through it).
+CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, CUstream s) {
+    std::lock_guard<std::mutex> g(mu);
+    CHECK_FAIL("cuMemAllocAsync");
+    NEED_CONTEXT();
+    if (s != nullptr) return CUDA_ERROR_INVALID_VALUE;
+    void* m = malloc(bytes ? bytes : 1);
+    if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
+    memset(m, 0xCD, bytes);
+    pool_allocations[(uintptr_t)m] = bytes;
+    *p = (CUdeviceptr)(uintptr_t)m;
+    return CUDA_SUCCESS;
+}
+
+CUresult cuMemFreeAsync(CUdeviceptr p, CUstream s) {
+    std::lock_guard<std::mutex> g(mu);
+    CHECK_FAIL("cuMemFreeAsync");
+    NEED_CONTEXT();
+    if (s != nullptr) return CUDA_ERROR_INVALID_VALUE;
+    auto it = pool_allocations.find((uintptr_t)p);
+    if (it == pool_allocations.end()) return CUDA_ERROR_INVALID_VALUE;
+    free((void*)it->first);
+    pool_allocations.erase(it);
     return CUDA_SUCCESS;
 }
 
@@ -283,6 +322,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
 int gpuworker_sim_device_range(CUdeviceptr p, size_t len) {
     std::lock_guard<std::mutex> g(mu);
     return device_range(p, len) ? 1 : 0;
+}
+
+int gpuworker_sim_is_pool_memory(CUdeviceptr p) {
+    std::lock_guard<std::mutex> g(mu);
+    return in_range(pool_allocations, p, 1) ? 1 : 0;
 }
 
 int gpuworker_sim_is_context(void* c) {

@@ -7,10 +7,18 @@
 // as the real API documents them, and can be told to fail (sim_common.h). Also:
 //   GPUWORKER_SIM_NVENC=none        the GPU has no NVENC (H100, H200, A100): sessions fail
 //   GPUWORKER_SIM_NVENC_SESSIONS=N  at most N concurrent sessions (consumer cards' limit)
+//   GPUWORKER_SIM_NVENC_SYSTEM=DIR  ... counted across processes, as the GeForce driver does
+// A refused open hands back a handle that must be destroyed (nvEncodeAPI.h); the exit report
+// counts it as a live session until then.
 #include <ffnvcodec/nvEncodeAPI.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <deque>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "sim_common.h"
@@ -37,6 +45,10 @@ struct Mapping {
 };
 struct Session {
     void* context;
+    // Handed back by a refused open: only nvEncDestroyEncoder takes it.
+    bool refused = false;
+    // The system-wide slot (lock file descriptor) this session holds, or -1.
+    int slot = -1;
     bool initialized = false;
     NV_ENC_INITIALIZE_PARAMS init;
     NV_ENC_CONFIG config;
@@ -83,6 +95,7 @@ bool same(const GUID& a, const GUID& b) { return memcmp(&a, &b, sizeof a) == 0; 
     {                                                             \
         std::lock_guard<std::mutex> g_(mu);                       \
         if (!sessions.count(s)) return NV_ENC_ERR_INVALID_ENCODERDEVICE; \
+        if (s->refused) return NV_ENC_ERR_INVALID_CALL;           \
     }
 #define NEED_INIT()                                               \
     if (!s->initialized) return NV_ENC_ERR_ENCODER_NOT_INITIALIZED
@@ -298,8 +311,12 @@ NVENCSTATUS RegisterResource(void* enc, NV_ENC_REGISTER_RESOURCE* r) {
         r->pitch < r->width || r->pitch % 4 != 0)
         return NV_ENC_ERR_INVALID_PARAM;
     size_t bytes = (size_t)r->pitch * (r->height + (r->height + 1) / 2);
-    if (!gpuworker_sim_device_range((unsigned long long)(uintptr_t)r->resourceToRegister, bytes))
-        return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
+    unsigned long long ptr = (unsigned long long)(uintptr_t)r->resourceToRegister;
+    if (!gpuworker_sim_device_range(ptr, bytes)) return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
+    // Stream-ordered (pool) memory is refused: "NVENC does not allow registering the
+    // stream-ordered allocated memory" (GStreamer nvcodec gstnvencobject.h, MR 8516); only
+    // cuMemAlloc/cuMemAllocPitch memory is documented (nvEncodeAPI.h, NV_ENC_REGISTER_RESOURCE).
+    if (gpuworker_sim_is_pool_memory(ptr)) return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
     for (auto* old : s->registrations)
         if (old->ptr == r->resourceToRegister) return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
     auto* reg = new Registration{r->resourceToRegister, r->pitch, r->width, r->height};
@@ -443,6 +460,7 @@ NVENCSTATUS DestroyEncoder(void* enc) {
         std::lock_guard<std::mutex> g(mu);
         if (!sessions.erase(s)) return NV_ENC_ERR_INVALID_ENCODERDEVICE;
     }
+    if (s->slot >= 0) close(s->slot);  // frees the system-wide slot
     if (!s->registrations.empty() || !s->mappings.empty() || !s->bitstreams.empty())
         fprintf(stderr,
                 "sim libnvidia-encode: encoder destroyed with %zu registrations, %zu mappings, "
@@ -459,8 +477,35 @@ NVENCSTATUS DestroyEncoder(void* enc) {
     return NV_ENC_SUCCESS;
 }
 
+// The GeForce session cap is enforced by the driver across all processes (go-livepeer#870,
+// keylase/nvidia-patch): with GPUWORKER_SIM_NVENC_SYSTEM=DIR the N sessions of
+// GPUWORKER_SIM_NVENC_SESSIONS are N lock files DIR/slot<i>, each held (flock) by the session
+// that took it, in whichever process; a process that dies frees its slots as the driver does.
+// Without it, sessions are counted in this process only.
+int take_system_slot(const char* dir, int cap) {
+    for (int i = 0; i < cap; ++i) {
+        std::string path = std::string(dir) + "/slot" + std::to_string(i);
+        int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+        close(fd);
+    }
+    return -1;
+}
+
+// A refused open still hands back a handle, which "the client must [destroy with]
+// NvEncDestroyEncoder" (nvEncodeAPI.h, nvEncOpenEncodeSessionEx); every other call on it fails.
+NVENCSTATUS refuse(void* device, void** enc, NVENCSTATUS why) {
+    auto* s = new Session();
+    s->context = device;
+    s->refused = true;
+    sessions.insert(s);
+    *enc = s;
+    return why;
+}
+
 NVENCSTATUS OpenEncodeSessionEx(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS* p, void** enc) {
-    CHECK_FAIL(nvEncOpenEncodeSessionEx);
+    NVENCSTATUS injected = (NVENCSTATUS)sim::injected("libnvidia-encode", "nvEncOpenEncodeSessionEx");
     if (!p || !enc) return NV_ENC_ERR_INVALID_PTR;
     if (p->version != NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER) return NV_ENC_ERR_INVALID_VERSION;
     if (p->apiVersion != NVENCAPI_VERSION) return NV_ENC_ERR_INVALID_VERSION;
@@ -469,10 +514,21 @@ NVENCSTATUS OpenEncodeSessionEx(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS* p, void** 
     const char* kind = getenv("GPUWORKER_SIM_NVENC");
     if (kind && strcmp(kind, "none") == 0) return NV_ENC_ERR_NO_ENCODE_DEVICE;
     const char* lim = getenv("GPUWORKER_SIM_NVENC_SESSIONS");
+    const char* system = getenv("GPUWORKER_SIM_NVENC_SYSTEM");
     std::lock_guard<std::mutex> g(mu);
-    if (lim && sessions.size() >= (size_t)atoi(lim)) return NV_ENC_ERR_OUT_OF_MEMORY;
+    if (injected) return refuse(p->device, enc, injected);
+    int slot = -1;
+    if (lim && system) {
+        slot = take_system_slot(system, atoi(lim));
+        if (slot < 0) return refuse(p->device, enc, NV_ENC_ERR_OUT_OF_MEMORY);
+    } else if (lim) {
+        size_t live = 0;
+        for (auto* o : sessions) live += !o->refused;
+        if (live >= (size_t)atoi(lim)) return refuse(p->device, enc, NV_ENC_ERR_OUT_OF_MEMORY);
+    }
     auto* s = new Session();
     s->context = p->device;
+    s->slot = slot;
     sessions.insert(s);
     *enc = s;
     return NV_ENC_SUCCESS;

@@ -12,6 +12,8 @@
 
 extern "C" int gpuworker_sim_device_range(unsigned long long p, size_t len);
 extern "C" int gpuworker_sim_is_context(void* c);
+// Whether p lies in stream-ordered (memory-pool) memory from cuMemAllocAsync.
+extern "C" int gpuworker_sim_is_pool_memory(unsigned long long p);
 
 namespace sim {
 inline std::mutex& calls_mu() {

@@ -119,7 +119,7 @@ impl FrameFilter for CudaDiffuser {
             .cfg
             .frame(&self.cond, &x)
             .map_err(|e| err("image-to-image", e))?;
-        let mut next = alloc_nv12(&self.stream, w as u32, h as u32)?;
+        let mut next = alloc_nv12(self.stream.context(), w as u32, h as u32)?;
         let dst = device_planes(&next).expect("a device frame");
         {
             let (storage, layout) = out.storage_and_layout();

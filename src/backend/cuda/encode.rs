@@ -4,6 +4,7 @@
 //! and PPS, so no reopen is needed between segments.
 
 use super::frame::{device_planes, BufferRef};
+use super::memory::bind;
 use super::nvenc::{safe, EncodeConfig, Session};
 use crate::backend::cpu::encode::EncoderSettings;
 use crate::error::{Error, Result};
@@ -54,6 +55,18 @@ pub fn config_for(s: &EncoderSettings) -> EncodeConfig {
     }
 }
 
+/// Why NVENC gave a rendition no encoder.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The driver refused a session. On GeForce cards it caps NVENC sessions across all
+    /// processes, so another program (OBS, a second worker) may hold them even though this
+    /// worker's probe found room at start (real-gpu-rules.md R4): encode on the CPU instead.
+    #[error("NVENC refused a session (the driver's session limit is reached, perhaps by another process): {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
 pub struct NvencEncoder {
     // Field order matters: the session (and its registrations) goes before the buffers.
     session: Session,
@@ -67,11 +80,17 @@ pub struct NvencEncoder {
 }
 
 impl NvencEncoder {
-    pub fn open(settings: &EncoderSettings, ordinal: usize) -> Result<Self> {
+    pub fn open(settings: &EncoderSettings, ordinal: usize) -> Result<Self, OpenError> {
         let ctx = CudaContext::new(ordinal)
             .map_err(|e| err(format!("cannot open device {ordinal}: {e}")))?;
-        ctx.bind_to_thread().map_err(err)?;
-        let mut session = Session::open(ctx.cu_ctx() as *mut _).map_err(err)?;
+        bind(&ctx)?;
+        let mut session = Session::open(ctx.cu_ctx() as *mut _).map_err(|e| {
+            if e.is_session_limit() {
+                OpenError::Refused(e.to_string())
+            } else {
+                OpenError::Failed(err(e))
+            }
+        })?;
         session.initialize(&config_for(settings)).map_err(err)?;
         let extradata = if settings.global_header {
             session.sequence_params().map_err(err)?
@@ -125,7 +144,7 @@ fn stream_params(s: &EncoderSettings, extradata: &[u8]) -> ff::codec::Context {
 impl Drop for NvencEncoder {
     fn drop(&mut self) {
         // The session is destroyed (next, with the fields) with its context current.
-        let _ = self.ctx.bind_to_thread();
+        let _ = bind(&self.ctx);
     }
 }
 
@@ -135,7 +154,7 @@ impl VideoEncoder for NvencEncoder {
         if !self.session.is_registered(p.y) {
             self.held.extend(BufferRef::of(frame));
         }
-        self.ctx.bind_to_thread().map_err(err)?;
+        bind(&self.ctx)?;
         let mut data = Vec::new();
         let e = self
             .session
@@ -146,7 +165,7 @@ impl VideoEncoder for NvencEncoder {
     }
 
     fn send_eof(&mut self) -> Result<()> {
-        self.ctx.bind_to_thread().map_err(err)?;
+        bind(&self.ctx)?;
         self.session.end_of_stream().map_err(err)
     }
 

@@ -4,8 +4,9 @@
 //! memory (a pool buffer, or an NVDEC mapping that is unmapped when the frame is released).
 //! The queues, pools and timing code handle them exactly like host frames.
 
+use super::memory::{bind, DeviceMemory};
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::CudaContext;
 use ffmpeg_next as ff;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -67,16 +68,18 @@ fn wrap(f: &mut ff::frame::Video, w: u32, h: u32, p: DevicePlanes, owner: Box<dy
 }
 
 /// A new `w`x`h` NV12 frame in device memory (pitch aligned to [`PITCH_ALIGN`], chroma right
-/// after the luma rows, as NVENC reads it).
-pub fn alloc_nv12(stream: &Arc<CudaStream>, w: u32, h: u32) -> Result<ff::frame::Video> {
+/// after the luma rows, as NVENC reads it). The memory comes from `cuMemAlloc`, never a
+/// stream-ordered pool, because NVENC registers only that (see [`DeviceMemory`]), and it is
+/// freed with its context bound on whichever thread releases the frame last.
+pub fn alloc_nv12(ctx: &Arc<CudaContext>, w: u32, h: u32) -> Result<ff::frame::Video> {
     let pitch = (w as usize).div_ceil(PITCH_ALIGN) * PITCH_ALIGN;
     let rows = h as usize + (h as usize).div_ceil(2);
-    // SAFETY: the scaler writes every visible byte before the frame is read.
-    let mem: CudaSlice<u8> = unsafe { stream.alloc(pitch * rows) }.map_err(|e| Error::Codec {
+    // The scaler writes every visible byte before the frame is read.
+    let mem = DeviceMemory::alloc(ctx, pitch * rows).map_err(|e| Error::Codec {
         stage: "cuda",
-        detail: format!("out of device memory for a {w}x{h} frame: {e}"),
+        detail: format!("a {w}x{h} frame: {e}"),
     })?;
-    let (y, _) = mem.device_ptr(stream);
+    let y = mem.ptr();
     let planes = DevicePlanes {
         y,
         pitch_y: pitch,
@@ -96,7 +99,7 @@ struct MappedOwner {
 
 impl Drop for MappedOwner {
     fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
+        let _ = bind(&self.ctx);
         self.mapped = None;
     }
 }
@@ -154,59 +157,113 @@ impl Drop for BufferRef {
     }
 }
 
-/// Reads the luma plane of device frames back to the host, for what must see pixels on the
-/// CPU (a rendition's MPEG-7 signature reads luma only). The staging buffer and the GRAY8
-/// frame are reused from frame to frame.
-pub struct LumaReader {
+/// Reads device frames back to the host, for what must see pixels on the CPU: a rendition's
+/// MPEG-7 signature (luma only), and a rendition that encodes on the CPU although the scaler
+/// wrote device frames for NVENC (the driver refused it a session). Staging buffers and the
+/// host frames are reused from frame to frame.
+pub struct DeviceReader {
     ctx: Arc<CudaContext>,
     staging: Vec<u8>,
-    frame: ff::frame::Video,
+    /// Packed NV12 planes of the last download.
+    packed: (Vec<u8>, Vec<u8>),
+    luma: ff::frame::Video,
+    picture: ff::frame::Video,
 }
 
-impl LumaReader {
+impl DeviceReader {
     pub fn new(ordinal: usize) -> Result<Self> {
         let ctx = CudaContext::new(ordinal).map_err(|e| Error::Codec {
             stage: "cuda",
             detail: format!("device {ordinal}: {e}"),
         })?;
-        Ok(LumaReader {
+        Ok(DeviceReader {
             ctx,
             staging: Vec::new(),
-            frame: ff::frame::Video::empty(),
+            packed: Default::default(),
+            luma: ff::frame::Video::empty(),
+            picture: ff::frame::Video::empty(),
         })
     }
 
-    /// The luma of device frame `f` as a host GRAY8 frame (with `f`'s timestamp).
-    pub fn read(&mut self, f: &ff::frame::Video) -> Result<&mut ff::frame::Video> {
-        let p = device_planes(f).ok_or_else(|| Error::Codec {
-            stage: "cuda",
-            detail: "not a device frame".into(),
-        })?;
-        let (w, h) = (f.width(), f.height());
-        if (self.frame.width(), self.frame.height()) != (w, h) {
-            self.frame = ff::frame::Video::new(ff::format::Pixel::GRAY8, w, h);
-        }
-        self.staging.resize(p.pitch_y * h as usize, 0);
+    /// Copies `rows` rows of `pitch` bytes from device address `from` into `staging` (after
+    /// what it holds already).
+    fn fetch(&mut self, from: u64, pitch: usize, rows: usize) -> Result<()> {
         let fail = |e: cudarc::driver::DriverError| Error::Codec {
             stage: "cuda",
-            detail: format!("luma download: {e}"),
+            detail: format!("download: {e}"),
         };
-        self.ctx.bind_to_thread().map_err(fail)?;
+        bind(&self.ctx)?;
+        let at = self.staging.len();
+        self.staging.resize(at + pitch * rows, 0);
         let stream = self.ctx.default_stream();
-        // SAFETY: `p.y` addresses `pitch_y * h` bytes of live device memory (the frame holds
-        // its buffer), `staging` is that long, and the stream is synchronised before the
-        // host reads it.
+        // SAFETY: `from` addresses `pitch * rows` bytes of live device memory (the caller's
+        // frame holds its buffer), the staging slice is that long, and the stream is
+        // synchronised before the host reads it.
         unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(&mut self.staging, p.y, stream.cu_stream())
-                .map_err(fail)?;
+            cudarc::driver::result::memcpy_dtoh_async(
+                &mut self.staging[at..],
+                from,
+                stream.cu_stream(),
+            )
+            .map_err(fail)?;
         }
-        stream.synchronize().map_err(fail)?;
-        let stride = self.frame.stride(0);
-        let dst = self.frame.data_mut(0);
+        stream.synchronize().map_err(fail)
+    }
+
+    /// The luma of device frame `f` as a host GRAY8 frame (with `f`'s timestamp).
+    pub fn luma(&mut self, f: &ff::frame::Video) -> Result<&mut ff::frame::Video> {
+        let p = planes_of(f)?;
+        let (w, h) = (f.width(), f.height());
+        if (self.luma.width(), self.luma.height()) != (w, h) {
+            self.luma = ff::frame::Video::new(ff::format::Pixel::GRAY8, w, h);
+        }
+        self.staging.clear();
+        self.fetch(p.y, p.pitch_y, h as usize)?;
+        let stride = self.luma.stride(0);
+        let dst = self.luma.data_mut(0);
         for (row, src) in self.staging.chunks(p.pitch_y).enumerate() {
             dst[row * stride..row * stride + w as usize].copy_from_slice(&src[..w as usize]);
         }
-        self.frame.set_pts(f.pts());
-        Ok(&mut self.frame)
+        self.luma.set_pts(f.pts());
+        Ok(&mut self.luma)
     }
+
+    /// Device frame `f` downloaded whole into a host YUV420P frame (with `f`'s timestamp),
+    /// kept until the next call: see [`DeviceReader::picture`].
+    pub fn download(&mut self, f: &ff::frame::Video) -> Result<()> {
+        let p = planes_of(f)?;
+        let (w, h) = (f.width() as usize, f.height() as usize);
+        if (self.picture.width(), self.picture.height()) != (w as u32, h as u32) {
+            self.picture = ff::frame::Video::new(ff::format::Pixel::YUV420P, w as u32, h as u32);
+        }
+        let (cw, ch) = crate::scale::chroma_size(w, h);
+        self.staging.clear();
+        self.fetch(p.y, p.pitch_y, h)?;
+        self.fetch(p.uv, p.pitch_uv, ch)?;
+        let (luma, chroma) = self.staging.split_at(p.pitch_y * h);
+        // Pitched rows to packed planes, the layout unpack_nv12 reads.
+        let pack = |plane: &[u8], pitch: usize, width: usize, out: &mut Vec<u8>| {
+            out.clear();
+            for row in plane.chunks(pitch) {
+                out.extend_from_slice(&row[..width]);
+            }
+        };
+        pack(luma, p.pitch_y, w, &mut self.packed.0);
+        pack(chroma, p.pitch_uv, 2 * cw, &mut self.packed.1);
+        crate::media::frame::unpack_nv12(&self.packed.0, &self.packed.1, &mut self.picture);
+        self.picture.set_pts(f.pts());
+        Ok(())
+    }
+
+    /// The frame of the last [`DeviceReader::download`].
+    pub fn picture(&mut self) -> &mut ff::frame::Video {
+        &mut self.picture
+    }
+}
+
+fn planes_of(f: &ff::frame::Video) -> Result<DevicePlanes> {
+    device_planes(f).ok_or_else(|| Error::Codec {
+        stage: "cuda",
+        detail: "not a device frame".into(),
+    })
 }

@@ -1,8 +1,9 @@
 //! The CUDA backend. NVIDIA libraries are loaded at run time, never linked, so one binary runs
 //! on CPU-only and GPU machines. The driver probe (devices, and the video `engines` each
 //! has), the kernels (`kernels`, compiled by `nvrtc` or embedded) and their CPU twins
-//! (`twin`), and the stages: `decode` (NVDEC), `scale` (cudarc) and `encode` (NVENC), passing
-//! device `frame`s. `nvdec` and `nvenc` are the bindings, layered sys → result → safe.
+//! (`twin`), device `memory` that owns its context, and the stages: `decode` (NVDEC),
+//! `scale` (cudarc) and `encode` (NVENC), passing device `frame`s. `nvdec` and `nvenc` are
+//! the bindings, layered sys → result → safe.
 
 pub mod decode;
 #[cfg(feature = "cuda")]
@@ -11,6 +12,7 @@ pub mod encode;
 pub mod engines;
 pub mod frame;
 pub mod kernels;
+pub mod memory;
 pub mod nvdec;
 pub mod nvenc;
 pub mod nvrtc;

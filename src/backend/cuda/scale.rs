@@ -6,13 +6,12 @@
 
 use super::frame::{alloc_nv12, device_planes, DevicePlanes};
 use super::kernels::{self, ScalePlaneJob, SCALE_BLOCK};
+use super::memory::DeviceMemory;
 use crate::error::{Error, Result};
 use crate::media::frame::{pack_nv12, unpack_nv12};
 use crate::pipeline::stage::MultiScaler;
 use crate::scale::{chroma_size, ScalePlan};
-use cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use ffmpeg_next as ff;
 use std::sync::Arc;
 
@@ -39,36 +38,32 @@ pub fn driver_present() -> bool {
 
 /// One rendition's device planes and host staging.
 struct Out {
-    y: CudaSlice<u8>,
-    uv: CudaSlice<u8>,
+    y: DeviceMemory,
+    uv: DeviceMemory,
     host_y: Vec<u8>,
     host_uv: Vec<u8>,
 }
 
 pub struct CudaScaler {
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     func: CudaFunction,
     plan: ScalePlan,
     /// Source NV12, packed (pitch = width).
-    src_y: CudaSlice<u8>,
-    src_uv: CudaSlice<u8>,
+    src_y: DeviceMemory,
+    src_uv: DeviceMemory,
     host_y: Vec<u8>,
     host_uv: Vec<u8>,
     outs: Vec<Out>,
     /// Filter tables and the job table; kept alive for the jobs' pointers.
-    _tables: Vec<CudaSlice<u8>>,
-    jobs: CudaSlice<u8>,
+    _tables: Vec<DeviceMemory>,
+    jobs: DeviceMemory,
     /// The job table on the host, patched with each frame's destinations for device output.
     host_jobs: Jobs,
     /// Write device frames (for NVENC) instead of host frames.
     device_output: bool,
     grid: (u32, u32, u32),
     device: String,
-}
-
-/// Uploads `data` and returns the allocation.
-fn upload(stream: &Arc<CudaStream>, data: &[u8]) -> Result<CudaSlice<u8>> {
-    stream.clone_htod(data).map_err(|e| cuda_err("upload", e))
 }
 
 /// The job table; its pointers are device addresses, never dereferenced on the host.
@@ -115,10 +110,8 @@ impl CudaScaler {
 
         let (w, h) = (plan.src_width, plan.src_height);
         let (cw, ch) = chroma_size(w, h);
-        let alloc = |n: usize| -> Result<CudaSlice<u8>> {
-            // SAFETY: every byte is written (upload or kernel) before it is read back.
-            unsafe { stream.alloc::<u8>(n.max(1)) }.map_err(|e| cuda_err("out of device memory", e))
-        };
+        // Every byte is written (upload or kernel) before it is read back.
+        let alloc = |n: usize| DeviceMemory::alloc(&ctx, n);
         let src_y = alloc(w * h)?;
         let src_uv = alloc(2 * cw * ch)?;
         let mut outs = Vec::with_capacity(plan.outputs.len());
@@ -139,22 +132,21 @@ impl CudaScaler {
                     host_uv: vec![0; 2 * dcw * dch],
                 })
             };
-            let (y, uv) = out.as_ref().map_or((0, 0), |o| {
-                (o.y.device_ptr(&stream).0, o.uv.device_ptr(&stream).0)
-            });
+            let (y, uv) = out.as_ref().map_or((0, 0), |o| (o.y.ptr(), o.uv.ptr()));
             for (hb, vb, dst, pitch, channels) in [
                 (&o.luma_h, &o.luma_v, y, dw, 1),
                 (&o.chroma_h, &o.chroma_v, uv, 2 * dcw, 2),
             ] {
-                let mut ptr = |t: CudaSlice<u8>| {
-                    let (p, _) = t.device_ptr(&stream);
+                let mut upload = |data: &[u8]| -> Result<u64> {
+                    let t = DeviceMemory::from_host(&ctx, data)?;
+                    let p = t.ptr();
                     tables.push(t);
-                    p
+                    Ok(p)
                 };
-                let hcoef = ptr(upload(&stream, bytes_of(&hb.coef))?);
-                let hstart = ptr(upload(&stream, bytes_of(&hb.start))?);
-                let vcoef = ptr(upload(&stream, bytes_of(&vb.coef))?);
-                let vstart = ptr(upload(&stream, bytes_of(&vb.start))?);
+                let hcoef = upload(bytes_of(&hb.coef))?;
+                let hstart = upload(bytes_of(&hb.start))?;
+                let vcoef = upload(bytes_of(&vb.coef))?;
+                let vstart = upload(bytes_of(&vb.start))?;
                 let tables = [hcoef, hstart, vcoef, vstart];
                 jobs.push(ScalePlaneJob::new(
                     hb,
@@ -168,8 +160,9 @@ impl CudaScaler {
             outs.extend(out);
         }
         let host_jobs = Jobs(jobs);
-        let jobs = upload(&stream, bytes_of(&host_jobs.0))?;
+        let jobs = DeviceMemory::from_host(&ctx, bytes_of(&host_jobs.0))?;
         Ok(CudaScaler {
+            ctx,
             host_jobs,
             device_output,
             grid: kernels::scale_grid(&plan),
@@ -220,15 +213,14 @@ impl CudaScaler {
         let (w, h) = (self.plan.src_width, self.plan.src_height);
         let (cw, _) = chroma_size(w, h);
         pack_nv12(src, &mut self.host_y, &mut self.host_uv);
-        let s = &self.stream;
-        s.memcpy_htod(&self.host_y, &mut self.src_y)
-            .map_err(|e| cuda_err("upload", e))?;
-        s.memcpy_htod(&self.host_uv, &mut self.src_uv)
-            .map_err(|e| cuda_err("upload", e))?;
+        // The host buffers are not touched again before the stream is synchronised after
+        // the launch.
+        self.src_y.upload(&self.host_y, &self.stream)?;
+        self.src_uv.upload(&self.host_uv, &self.stream)?;
         Ok(DevicePlanes {
-            y: self.src_y.device_ptr(s).0,
+            y: self.src_y.ptr(),
             pitch_y: w,
-            uv: self.src_uv.device_ptr(s).0,
+            uv: self.src_uv.ptr(),
             pitch_uv: 2 * cw,
         })
     }
@@ -242,19 +234,16 @@ impl CudaScaler {
             pair[1].dst = p.uv as *mut u8;
             pair[1].dst_pitch = p.pitch_uv as i32;
         }
-        self.stream
-            .memcpy_htod(bytes_of(&self.host_jobs.0), &mut self.jobs)
-            .map_err(|e| cuda_err("upload", e))
+        // `host_jobs` is not changed again before the stream is synchronised after the launch.
+        self.jobs.upload(bytes_of(&self.host_jobs.0), &self.stream)
     }
 
     /// Copies the scaled planes into host frames `dst` (U and V de-interleaved).
     fn download(&mut self, dst: &mut [ff::frame::Video]) -> Result<()> {
         let s = &self.stream;
         for (o, f) in self.outs.iter_mut().zip(dst.iter_mut()) {
-            s.memcpy_dtoh(&o.y, &mut o.host_y)
-                .map_err(|e| cuda_err("download", e))?;
-            s.memcpy_dtoh(&o.uv, &mut o.host_uv)
-                .map_err(|e| cuda_err("download", e))?;
+            o.y.download(&mut o.host_y, s)?;
+            o.uv.download(&mut o.host_uv, s)?;
             s.synchronize().map_err(|e| cuda_err("synchronize", e))?;
             unpack_nv12(&o.host_y, &o.host_uv, f);
         }
@@ -264,10 +253,7 @@ impl CudaScaler {
 
 impl MultiScaler for CudaScaler {
     fn scale(&mut self, src: &ff::frame::Video, dst: &mut [ff::frame::Video]) -> Result<()> {
-        self.stream
-            .context()
-            .bind_to_thread()
-            .map_err(|e| cuda_err("bind context", e))?;
+        super::memory::bind(&self.ctx)?;
         let from = match device_planes(src) {
             Some(p) => p,
             None => self.upload_source(src)?,
@@ -277,6 +263,7 @@ impl MultiScaler for CudaScaler {
         }
         let (sw, sh) = (self.plan.src_width as i32, self.plan.src_height as i32);
         let (pitch_y, pitch_uv) = (from.pitch_y as i32, from.pitch_uv as i32);
+        let jobs = self.jobs.ptr();
         let s = &self.stream;
         let mut launch = s.launch_builder(&self.func);
         launch
@@ -286,7 +273,7 @@ impl MultiScaler for CudaScaler {
             .arg(&pitch_uv)
             .arg(&sw)
             .arg(&sh)
-            .arg(&self.jobs);
+            .arg(&jobs);
         let cfg = LaunchConfig {
             grid_dim: self.grid,
             block_dim: (SCALE_BLOCK.0, SCALE_BLOCK.1, 1),
@@ -310,7 +297,7 @@ impl MultiScaler for CudaScaler {
 
     fn alloc_output(&self, w: u32, h: u32) -> Result<ff::frame::Video> {
         if self.device_output {
-            alloc_nv12(&self.stream, w, h)
+            alloc_nv12(&self.ctx, w, h)
         } else {
             Ok(ff::frame::Video::new(ff::format::Pixel::YUV420P, w, h))
         }

@@ -129,7 +129,15 @@ impl Session {
             ..Default::default()
         };
         let mut encoder: Handle = null_mut();
-        call!(api, nvEncOpenEncodeSessionEx(&mut p, &mut encoder))?;
+        if let Err(e) = call!(api, nvEncOpenEncodeSessionEx(&mut p, &mut encoder)) {
+            // "If the creation of encoder session fails, the client must call
+            // NvEncDestroyEncoder API before exiting" (nvEncodeAPI.h): the driver may have
+            // handed back a handle even so.
+            if !encoder.is_null() {
+                let _ = call!(api, nvEncDestroyEncoder(encoder));
+            }
+            return Err(e);
+        }
         Ok(Session {
             api,
             encoder,
