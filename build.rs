@@ -10,9 +10,18 @@
 
 use std::path::{Path, PathBuf};
 
-/// Architectures with an embedded cubin; PTX is embedded for the newest, for later GPUs.
-const ARCHITECTURES: &[&str] = &["sm_61", "sm_75", "sm_86", "sm_89", "sm_90"];
-const PTX_ARCH: &str = "compute_90";
+/// Architectures with an embedded cubin: every GPU generation an operator runs, Pascal
+/// (GTX 10xx, still common on Livepeer) to Blackwell. A cubin loads only on the same major
+/// version with a minor version at least its own (real-gpu-rules.md R2), so each major needs
+/// its lowest minor: 7.0 V100, 7.5 T4/RTX 20xx, 8.0 A100/A30, 8.6 A10/RTX 30xx, 8.9 L4/
+/// RTX 40xx, 9.0 H100/H200, 10.0 B200, 12.0 RTX 50xx/RTX PRO. The crate reads this list from
+/// the generated kernels_embedded.rs (`ARCHITECTURES`).
+const ARCHITECTURES: &[&str] = &[
+    "sm_61", "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120",
+];
+/// PTX for the newest architecture, which the driver compiles for later GPUs (if it supports
+/// the PTX ISA version: NVRTC 12.9 writes 8.8, which needs a CUDA 12.9 driver, R575+).
+const PTX_ARCH: &str = "compute_120";
 
 /// Kernel sources and the local headers they include.
 const KERNELS: &[(&str, &[&str])] = &[
@@ -32,14 +41,31 @@ fn main() {
             None
         }
     });
+    println!("cargo:rerun-if-env-changed=GPUWORKER_ALLOW_SOURCE_ONLY_KERNELS");
     if nvrtc.is_none() {
+        // A release binary without cubins works only where libnvrtc is installed, which the
+        // NVIDIA driver does not bring: it would fail on most GPU machines.
+        let release = std::env::var("PROFILE").as_deref() == Ok("release");
+        let allowed = std::env::var_os("GPUWORKER_ALLOW_SOURCE_ONLY_KERNELS").is_some();
+        if release && !allowed {
+            panic!(
+                "NVRTC not found at build time: a release build must embed the CUDA kernels' \
+                 cubins. Run scripts/setup (it installs NVRTC from PyPI into .venv) or set \
+                 GPUWORKER_NVRTC_LIB=/path/to/libnvrtc.so.12; GPUWORKER_ALLOW_SOURCE_ONLY_KERNELS=1 \
+                 builds without them."
+            );
+        }
         println!(
             "cargo:warning=NVRTC not found at build time: CUDA kernels are embedded as source \
              only (a GPU machine then needs libnvrtc). Run scripts/setup to embed cubins."
         );
     }
-    let mut embedded =
-        String::from("/// (kernel, architecture, cubin or PTX) built by build.rs.\n");
+    let mut embedded = String::from("/// Architectures that get a cubin (build.rs).\n");
+    embedded += &format!("pub const ARCHITECTURES: &[&str] = &{ARCHITECTURES:?};\n");
+    embedded += &format!(
+        "/// The architecture of the embedded PTX.\npub const PTX_ARCH: &str = {PTX_ARCH:?};\n"
+    );
+    embedded += "/// (kernel, architecture, cubin or PTX) built by build.rs.\n";
     embedded += "pub const EMBEDDED: &[(&str, &str, &[u8])] = &[\n";
 
     for (cu, headers) in KERNELS {

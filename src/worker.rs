@@ -46,10 +46,25 @@ impl Worker {
             cfg.threads
         };
         let max_actors = cfg.capacity * (crate::profile::MAX_RENDITIONS + 1);
+        // A GPU that loads no image of the scale kernel takes no sessions: they run on the
+        // CPU (or on the other GPUs) instead of failing there one by one.
+        let devices: Vec<usize> = cfg
+            .devices
+            .into_iter()
+            .filter(
+                |&d| match crate::backend::cuda::engines::engines(d).kernel_reason {
+                    Some(why) => {
+                        tracing::warn!("GPU {d} is not used: {why}");
+                        false
+                    }
+                    None => true,
+                },
+            )
+            .collect();
         Worker {
             pool: Pool::new(threads, max_actors),
             admission: Admission::new(cfg.capacity),
-            placement: (!cfg.devices.is_empty()).then(|| Placement::new(cfg.devices)),
+            placement: (!devices.is_empty()).then(|| Placement::new(devices)),
         }
     }
 

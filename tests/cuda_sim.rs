@@ -107,11 +107,12 @@ fn converted_sources_scale_on_the_gpu_exactly_as_on_the_cpu() {
 fn injected_driver_errors_fail_only_their_segment() {
     let dir = scratch("cuda_sim_errors");
     let segs = small_clip(&dir.join("src"), 3, 1);
-    // seg0 has 30 frames: launch 31 is seg1's first, and with 4 downloads per frame (Y and UV
-    // of 2 renditions) download 122 is in seg1's first frame. After the failure the stage
+    // seg0 has 30 frames of two launches each (the vertical and horizontal passes): launch 61
+    // is seg1's first, and with 4 downloads per frame (Y and UV of 2 renditions) download 122
+    // is in seg1's first frame. After the failure the stage
     // is set up afresh for seg2.
     for (fail, expect) in [
-        ("cuLaunchKernel:31:700", "launch"),
+        ("cuLaunchKernel:61:700", "launch"),
         ("cuMemcpyDtoHAsync_v2:122:700", "download"),
     ] {
         let out = dir.join(fail.replace(':', "_"));

@@ -87,9 +87,17 @@ fn the_build_embeds_cubins_for_every_architecture_and_ptx() {
         let cubin = embedded("scale_nv12", arch).unwrap();
         assert_eq!(&cubin[..4], b"\x7fELF", "{arch}");
     }
-    let ptx = String::from_utf8(embedded("scale_nv12", "compute_90").unwrap().to_vec()).unwrap();
+    // Every GPU generation an operator runs, Volta to Blackwell (and Pascal), has its cubin.
+    for arch in [
+        "sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120",
+    ] {
+        assert!(archs.contains(&arch), "no cubin for {arch}");
+    }
+    use gpuworker::backend::cuda::kernels::PTX_ARCH;
+    assert_eq!(PTX_ARCH, "compute_120");
+    let ptx = String::from_utf8(embedded("scale_nv12", PTX_ARCH).unwrap().to_vec()).unwrap();
     assert!(
-        ptx.contains(".entry scale_nv12") && ptx.contains(".target sm_90"),
+        ptx.contains(".entry scale_nv12") && ptx.contains(".target sm_120"),
         "{ptx:.300}"
     );
 }

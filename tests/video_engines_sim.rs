@@ -243,18 +243,87 @@ fn sessions_beyond_the_nvenc_limit_encode_on_the_cpu() {
     assert_eq!(encoders, ["nvdec → libx264", "nvdec → nvenc"]);
 }
 
+/// `probe --json`'s first GPU on the simulated driver with `env`.
+fn probe(env: &[(&str, &str)]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
+        .args(["probe", "--json"])
+        .env("LD_LIBRARY_PATH", SIM_DIR)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["cuda"]["devices"][0].clone()
+}
+
+/// The GPU path on the simulated profile of each card operators run (tests/sim/sim_common.h):
+/// the kernel image each loads, the path its sessions take (H100: no NVENC), renditions that
+/// match the source, and nothing left allocated.
+#[test]
+fn every_card_profile_runs_its_path() {
+    let dir = scratch("engines_cards");
+    let segs = small_clip(&dir.join("src"), 1, 1);
+    for (card, kernel, stage) in [
+        ("t4", "cubin sm_75", "nvdec → nvenc"),
+        ("l4", "cubin sm_89", "nvdec → nvenc"),
+        ("rtx4090", "cubin sm_89", "nvdec → nvenc"),
+        ("h100", "cubin sm_90", "nvdec → libx264"),
+        ("rtx5090", "cubin sm_120", "nvdec → nvenc"),
+    ] {
+        let mut env = GPU.to_vec();
+        env.push(("GPUWORKER_SIM_CARD", card));
+        let d = probe(&env);
+        assert_eq!(d["engines"]["kernel"], kernel, "{card}: {d}");
+        let out = dir.join(card);
+        let o = transcode(&out, &segs, "cuda", &["--profiles", ONE], &env);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{card}: {err}");
+        assert_eq!(stages(&o), [stage], "{card}");
+        assert_released(&err);
+        let p = psnr_y(&segs[0], &out.join("144p").join("seg0.ts"));
+        assert!(p > 35.0, "{card}: PSNR {p:.2} dB");
+    }
+}
+
+/// real-gpu-rules.md R2: a device loads a cubin of its own major version (minor not above
+/// its own), else the embedded PTX if its driver knows the PTX ISA version, else nothing
+/// (no NVRTC here): then it takes no sessions, and they run on the CPU.
+#[test]
+fn each_gpu_loads_a_kernel_image_that_fits_it_or_takes_no_sessions() {
+    for (sm, driver, kernel) in [
+        ("70", "12090", "cubin sm_70"),                               // V100
+        ("80", "12090", "cubin sm_80"),                               // A100
+        ("86", "12020", "cubin sm_86"),                               // A10 on an R535 driver
+        ("103", "12080", "cubin sm_100"), // B300 on R570: the 10.0 cubin
+        ("130", "12090", "PTX compute_120 (compiled by the driver)"), // a later GPU
+    ] {
+        let d = probe(&[("GPUWORKER_SIM_SM", sm), ("GPUWORKER_SIM_DRIVER", driver)]);
+        assert_eq!(
+            d["engines"]["kernel"], kernel,
+            "sm_{sm} driver {driver}: {d}"
+        );
+    }
+    // A later GPU on a driver older than the PTX (8.8 needs CUDA 12.9): nothing loads.
+    let env = [
+        ("LD_LIBRARY_PATH", SIM_DIR),
+        ("GPUWORKER_SIM_SM", "130"),
+        ("GPUWORKER_SIM_DRIVER", "12080"),
+    ];
+    let d = probe(&env);
+    let why = d["engines"]["kernel_reason"].as_str().unwrap_or_default();
+    assert!(why.starts_with("cuda: not available"), "{d}");
+    assert!(why.contains("UNSUPPORTED_PTX_VERSION"), "{why}");
+    assert!(d["path"].as_str().unwrap().starts_with("on the CPU"), "{d}");
+    let dir = scratch("engines_no_image");
+    let segs = small_clip(&dir.join("src"), 1, 1);
+    let o = transcode(&dir.join("out"), &segs, "cuda", &["--profiles", ONE], &env);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("GPU 0 is not used"), "{err}");
+    assert_eq!(stages(&o), ["libavcodec → libx264"]);
+}
+
 #[test]
 fn probe_reports_the_video_engines() {
-    let probe = |env: &[(&str, &str)]| -> serde_json::Value {
-        let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
-            .args(["probe", "--json"])
-            .env("LD_LIBRARY_PATH", SIM_DIR)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["cuda"]["devices"][0].clone()
-    };
     let d = probe(&[]);
     let e = &d["engines"];
     assert_eq!(e["nvdec"][0]["codec"], "h264", "{d}");
@@ -450,4 +519,102 @@ fn hevc_renditions_encode_on_nvenc_and_the_gpu_worker_claims_hevc() {
     assert!(t.stderr().contains("HEVC encode (16)") && t.stderr().contains("ok nvdec → nvenc"));
     t.signal("-TERM");
     assert_eq!(t.wait(20), Some(0));
+}
+
+/// real-gpu-rules.md R3: a decoder kept from one segment is reused for the next only if it
+/// has the surfaces the new sequence needs. Two segments of one size, the second with more
+/// reference frames and B-frames (a larger DPB): the simulated parser cycles through the
+/// surfaces the sequence callback asked for, and a decoder made for the first segment has too
+/// few of them. And R7: pictures held back by the display delay all come out by the end.
+#[test]
+fn a_stream_that_needs_more_decode_surfaces_gets_a_new_decoder() {
+    let dir = scratch("engines_dpb");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let segs = [
+        src.join("seg0.ts"),
+        src.join("seg1.ts"),
+        src.join("seg2.ts"),
+    ];
+    make_clip(
+        &segs[0],
+        "256x144",
+        25,
+        1.0,
+        25,
+        &["-x264-params", "ref=1:bframes=0"],
+    );
+    make_clip(
+        &segs[1],
+        "256x144",
+        25,
+        1.0,
+        25,
+        &["-x264-params", "ref=6:bframes=3"],
+    );
+    std::fs::copy(&segs[1], &segs[2]).unwrap();
+    let o = transcode(&dir.join("out"), &segs, "cuda", &["--profiles", ONE], &GPU);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(stages(&o), ["nvdec → nvenc"; 3]);
+    assert_released(&err);
+    for (i, seg) in segs.iter().enumerate() {
+        let out = dir.join("out").join("144p").join(format!("seg{i}.ts"));
+        assert_eq!(
+            frame_types(&out).len(),
+            25,
+            "seg{i}: every picture displayed"
+        );
+        let p = psnr_y(seg, &out);
+        assert!(p > 35.0, "seg{i}: PSNR {p:.2} dB");
+    }
+}
+
+/// real-gpu-rules.md R12: a picture NVDEC reports as not decoded (cuvidGetDecodeStatus)
+/// fails its segment instead of passing garbage on; the next segment is unaffected.
+#[test]
+fn a_picture_nvdec_failed_to_decode_fails_its_segment() {
+    let dir = scratch("engines_corrupt");
+    let segs = small_clip(&dir.join("src"), 2, 1);
+    let mut env = GPU.to_vec();
+    env.push(("GPUWORKER_SIM_CORRUPT", "3"));
+    let o = transcode(&dir.join("out"), &segs, "cuda", &["--profiles", ONE], &env);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not decode the picture"), "{err}");
+    assert_eq!(renditions(&dir.join("out"), "seg0").len(), 0);
+    assert_eq!(renditions(&dir.join("out"), "seg1").len(), 1);
+    assert_released(&err);
+}
+
+/// `transcode` returns only after every stage of its session dropped its codecs, device
+/// memory, streams and NVENC sessions (`Session::close`), so the simulators' exit report finds
+/// nothing held. With ten runs at once loading the machine, a process that exited as soon as
+/// its last segment settled left some behind in about half of these tests.
+#[test]
+fn transcode_exits_after_every_stage_let_go_even_under_load() {
+    let dir = scratch("engines_teardown");
+    let segs = small_clip(&dir.join("src"), 2, 1);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..10)
+            .map(|i| {
+                let (dir, segs) = (&dir, &segs);
+                s.spawn(move || {
+                    let out = dir.join(format!("run{i}"));
+                    // Half of them with NVENC refused (x264 from downloaded device frames).
+                    let mut env = GPU.to_vec();
+                    if i % 2 == 1 {
+                        env.push(("GPUWORKER_SIM_FAIL", "nvEncOpenEncodeSessionEx:33:10"));
+                    }
+                    transcode(&out, segs, "cuda", &["--signatures"], &env)
+                })
+            })
+            .collect();
+        for r in runs {
+            let o = r.join().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{err}");
+            assert_released(&err);
+        }
+    });
 }

@@ -382,6 +382,8 @@ fn drive_session(
     while let Some(p) = pending.pop_front() {
         settle(p, &mut records);
     }
+    // Its stages (and NVENC sessions) go before the next session of this slot opens.
+    session.close(Duration::from_secs(10));
     if !cfg.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -63,6 +63,13 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
                 format!("{}; {limit}", e.nvenc.join(", "))
             }
         );
+        println!(
+            "             kernel: {}",
+            e.kernel
+                .as_deref()
+                .or(e.kernel_reason.as_deref())
+                .unwrap_or("not probed")
+        );
     }
     for l in &g.libraries {
         println!(
@@ -77,7 +84,11 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         if g.kernel_cubins.is_empty() {
             "source only (compiled with libnvrtc at run time)".to_string()
         } else {
-            format!("cubins for {} + PTX", g.kernel_cubins.join(", "))
+            format!(
+                "cubins for {} + PTX {}",
+                g.kernel_cubins.join(", "),
+                cuda::kernels::PTX_ARCH
+            )
         }
     );
     Ok(0)

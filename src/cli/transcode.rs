@@ -245,6 +245,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             session.scaler_name().as_deref().unwrap_or("-"),
         );
     }
+    // Every stage drops its codecs and device memory before the process exits.
+    if !session.close(std::time::Duration::from_secs(10)) {
+        tracing::warn!("the session's stages did not finish within 10 s");
+    }
     Ok(if failures.is_empty() { 0 } else { 1 })
 }
 

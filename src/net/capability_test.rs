@@ -13,7 +13,7 @@
 
 use super::capabilities::{self as caps, DEFAULT};
 use crate::error::{Error, Result};
-use crate::pipeline::{Clip, SegmentOptions, SessionConfig};
+use crate::pipeline::{Clip, SegmentOptions, Session, SessionConfig};
 use crate::profile::{CodecProfile, Container, Gop, OutputCodec, Profile};
 use crate::worker::{Worker, WorkerConfig};
 use std::path::{Path, PathBuf};
@@ -137,20 +137,17 @@ fn profile(size: u32, codec: OutputCodec) -> Profile {
 /// returns once the session's stages (and the NVENC sessions they hold) are gone, so that
 /// neither admission nor a GPU's session limit turns the next test away.
 fn try_one(worker: &Worker, t: &Test, dir: &Path, preset: &str) -> Outcome {
-    let outcome = transcode_sample(worker, t, dir, preset);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while worker.admission().active() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    outcome
-}
-
-fn transcode_sample(worker: &Worker, t: &Test, dir: &Path, preset: &str) -> Outcome {
-    let input = dir.join(t.file);
-    std::fs::write(&input, t.data).map_err(|e| format!("{}: {e}", input.display()))?;
     let mut cfg = SessionConfig::new(vec![profile(t.size, t.codec); 4]);
     cfg.preset = preset.to_string();
     let session = worker.open_session(cfg).map_err(|e| e.to_string())?;
+    let outcome = transcode_sample(&session, t, dir);
+    session.close(Duration::from_secs(5));
+    outcome
+}
+
+fn transcode_sample(session: &Session, t: &Test, dir: &Path) -> Outcome {
+    let input = dir.join(t.file);
+    std::fs::write(&input, t.data).map_err(|e| format!("{}: {e}", input.display()))?;
     let outputs: Vec<PathBuf> = (0..4)
         .map(|i| dir.join(format!("{}-{i}.ts", t.cap)))
         .collect();

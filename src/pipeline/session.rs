@@ -322,4 +322,23 @@ impl Session {
     pub fn device(&self) -> Option<usize> {
         self.source.with(|s| s.device())
     }
+
+    /// Ends the session and waits, at most `timeout`, until every stage is gone from the pool
+    /// with what it holds (codecs, device memory, NVENC sessions): dropping a session only
+    /// lets the stages go when the pool next lets go of them. False on timeout. A process
+    /// that exits after this leaves nothing behind (and a GPU's NVENC sessions are free for
+    /// what comes next).
+    pub fn close(self, timeout: Duration) -> bool {
+        let link = Arc::downgrade(&self.link);
+        drop(self);
+        let deadline = std::time::Instant::now() + timeout;
+        // The stages share the link; it goes with the last of them.
+        while link.strong_count() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
 }

@@ -1,6 +1,8 @@
 // A simulated NVDEC (libnvcuvid.so.1) for tests on machines without a GPU. The parser decodes
 // with libavcodec's H.264 or HEVC decoder and drives the caller's callbacks the way NVDEC's parser
-// does (sequence → decode picture → display picture); cuvidDecodePicture stores the picture
+// does (sequence → decode picture → display picture, the display held back by
+// ulMaxDisplayDelay pictures; the surfaces each sequence needs from its references and
+// reordering, and a parser that runs out of them fails); cuvidDecodePicture stores the picture
 // as NV12 in a decode surface, and cuvidMapVideoFrame64 copies it into an output surface in
 // (simulated) device memory. Every call checks its arguments and the call order, and can be
 // told to fail (sim_common.h).
@@ -35,8 +37,9 @@ struct Decoder {
     unsigned pitch = 0;
     size_t surface_bytes = 0;
     std::vector<CUdeviceptr> decode, output;
-    std::vector<bool> decoded;
+    std::vector<bool> decoded, corrupt;
     std::set<CUdeviceptr> mapped;
+    int pictures = 0;
 };
 
 struct Parser {
@@ -45,9 +48,15 @@ struct Parser {
     AVPacket* pkt = nullptr;
     AVFrame* frame = nullptr;
     int width = 0, height = 0;
+    // What the last sequence callback was told the stream needs.
+    int min_surfaces = 0;
     unsigned surfaces = 1;
     unsigned next = 0;
     bool failed = false;
+    // Decoded pictures waiting for display (ulMaxDisplayDelay of them at most), as
+    // (surface, timestamp): the real parser displays a picture only after that many more were
+    // decoded, or at the end of the stream (dynlink_nvcuvid.h, ulMaxDisplayDelay).
+    std::deque<std::pair<int, int64_t>> waiting;
 };
 
 std::mutex mu;
@@ -83,16 +92,42 @@ bool have_context() {
     return cuCtxGetCurrent(&c) == CUDA_SUCCESS && c != nullptr;
 }
 
-// Runs the callbacks for one decoded picture. Returns false when a callback refused.
+// Displays the oldest waiting picture. Returns false when the callback refused.
+bool display_one(Parser* p) {
+    CUVIDPARSERDISPINFO disp;
+    memset(&disp, 0, sizeof disp);
+    disp.picture_index = p->waiting.front().first;
+    disp.progressive_frame = 1;
+    disp.timestamp = p->waiting.front().second;
+    p->waiting.pop_front();
+    return p->params.pfnDisplayPicture(p->params.pUserData, &disp) != 0;
+}
+
+// The decode surfaces a stream needs, as NVDEC's parser reports them in
+// CUVIDEOFORMAT::min_num_decode_surfaces: its reference frames (the DPB, from the SPS) plus
+// the pictures held for reordering, plus the one being decoded. It differs from stream to
+// stream, so a decoder made for one may be too small for the next (real-gpu-rules.md R3).
+int min_surfaces(const AVCodecContext* av) {
+    int refs = av->refs > 0 ? av->refs : 1;
+    return refs + av->has_b_frames + 1;
+}
+
+// Runs the callbacks for one decoded picture: sequence (when the format or the surfaces it
+// needs change), decode, then display once `ulMaxDisplayDelay` later pictures were decoded.
+// Returns false when a callback refused or the parser ran out of surfaces.
 bool deliver(Parser* p, AVFrame* f) {
-    if (!p->width || f->width != p->width || f->height != p->height) {
+    int need = min_surfaces(p->av);
+    if (!p->width || f->width != p->width || f->height != p->height || need != p->min_surfaces) {
+        // A new sequence starts with a keyframe: pictures of the old one are shown first.
+        while (!p->waiting.empty())
+            if (!display_one(p)) return false;
         CUVIDEOFORMAT fmt;
         memset(&fmt, 0, sizeof fmt);
         fmt.codec = p->params.CodecType;
         fmt.frame_rate.numerator = p->av->framerate.num > 0 ? p->av->framerate.num : 30;
         fmt.frame_rate.denominator = p->av->framerate.den > 0 ? p->av->framerate.den : 1;
         fmt.progressive_sequence = 1;
-        fmt.min_num_decode_surfaces = 4;
+        fmt.min_num_decode_surfaces = (unsigned char)need;
         fmt.coded_width = (f->width + 15) & ~15;
         fmt.coded_height = (f->height + 15) & ~15;
         fmt.display_area.right = f->width;
@@ -103,27 +138,42 @@ bool deliver(Parser* p, AVFrame* f) {
         fmt.bit_depth_chroma_minus8 = fmt.bit_depth_luma_minus8;
         int n = p->params.pfnSequenceCallback(p->params.pUserData, &fmt);
         if (n == 0) return false;
-        if (n > 1) p->surfaces = n;
+        // "A value > 1 overrides the parser's DPB size" (dynlink_nvcuvid.h); less than the
+        // stream needs and pictures still referenced would be overwritten.
+        if (n > 1 && n < need) {
+            fprintf(stderr, "sim libnvcuvid: %d decode surfaces for a stream that needs %d\n", n, need);
+            return false;
+        }
+        p->surfaces = n > 1 ? n : (unsigned)need;
         p->width = f->width;
         p->height = f->height;
+        p->min_surfaces = need;
     }
     CUVIDPICPARAMS pic;
     memset(&pic, 0, sizeof pic);
     pic.PicWidthInMbs = (f->width + 15) / 16;
     pic.FrameHeightInMbs = (f->height + 15) / 16;
     pic.CurrPicIdx = p->next++ % p->surfaces;
+    // A surface still waiting for display cannot take a new picture: with fewer surfaces than
+    // the references plus the display delay, the parser runs out (go-livepeer#1009, "No decoder
+    // surfaces left").
+    for (auto& w : p->waiting)
+        if (w.first == pic.CurrPicIdx) {
+            fprintf(stderr, "sim libnvcuvid: no decode surface free (%u surfaces, %zu waiting)\n",
+                    p->surfaces, p->waiting.size());
+            return false;
+        }
     pic.intra_pic_flag = f->key_frame ? 1 : 0;
     pic.ref_pic_flag = 1;
     pending = f;
     int ok = p->params.pfnDecodePicture(p->params.pUserData, &pic);
     pending = nullptr;
     if (!ok) return false;
-    CUVIDPARSERDISPINFO disp;
-    memset(&disp, 0, sizeof disp);
-    disp.picture_index = pic.CurrPicIdx;
-    disp.progressive_frame = 1;
-    disp.timestamp = f->best_effort_timestamp != AV_NOPTS_VALUE ? f->best_effort_timestamp : f->pts;
-    return p->params.pfnDisplayPicture(p->params.pUserData, &disp) != 0;
+    int64_t ts = f->best_effort_timestamp != AV_NOPTS_VALUE ? f->best_effort_timestamp : f->pts;
+    p->waiting.emplace_back(pic.CurrPicIdx, ts);
+    while (p->waiting.size() > p->params.ulMaxDisplayDelay)
+        if (!display_one(p)) return false;
+    return true;
 }
 }  // namespace
 
@@ -200,7 +250,15 @@ CUresult cuvidParseVideoData(CUvideoparser handle, CUVIDSOURCEDATAPACKET* data) 
             return CUDA_ERROR_UNKNOWN;
         }
     }
-    if (end) avcodec_flush_buffers(p->av);
+    if (end) {
+        // The end of the stream displays every picture still held back.
+        while (!p->waiting.empty())
+            if (!display_one(p)) {
+                p->failed = true;
+                return CUDA_ERROR_UNKNOWN;
+            }
+        avcodec_flush_buffers(p->av);
+    }
     return CUDA_SUCCESS;
 }
 
@@ -254,6 +312,7 @@ CUresult cuvidCreateDecoder(CUvideodecoder* out, CUVIDDECODECREATEINFO* ci) {
         return r;
     }
     d->decoded.assign(ci->ulNumDecodeSurfaces, false);
+    d->corrupt.assign(ci->ulNumDecodeSurfaces, false);
     std::lock_guard<std::mutex> g(mu);
     decoders.insert(d);
     *out = d;
@@ -263,6 +322,9 @@ CUresult cuvidCreateDecoder(CUvideodecoder* out, CUVIDDECODECREATEINFO* ci) {
 CUresult cuvidDestroyDecoder(CUvideodecoder handle) {
     CHECK_FAIL("cuvidDestroyDecoder");
     auto* d = (Decoder*)handle;
+    // Like every call on a decoder created without a context lock, it needs the context
+    // current (dynlink_cuviddec.h, vidLock).
+    if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
     {
         std::lock_guard<std::mutex> g(mu);
         if (!decoders.erase(d)) return CUDA_ERROR_INVALID_HANDLE;
@@ -279,6 +341,7 @@ CUresult cuvidDecodePicture(CUvideodecoder handle, CUVIDPICPARAMS* pic) {
     CHECK_FAIL("cuvidDecodePicture");
     auto* d = (Decoder*)handle;
     if (!known(d)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
     if (!pic || !pending || pic->CurrPicIdx < 0 ||
         pic->CurrPicIdx >= (int)d->info.ulNumDecodeSurfaces)
         return CUDA_ERROR_INVALID_VALUE;
@@ -297,6 +360,8 @@ CUresult cuvidDecodePicture(CUvideodecoder handle, CUVIDPICPARAMS* pic) {
             uv[(size_t)y * d->pitch + 2 * x + 1] = f->data[2][(size_t)y * f->linesize[2] + x];
         }
     d->decoded[pic->CurrPicIdx] = true;
+    const char* corrupt = getenv("GPUWORKER_SIM_CORRUPT");
+    d->corrupt[pic->CurrPicIdx] = corrupt && atoi(corrupt) == ++d->pictures;
     return CUDA_SUCCESS;
 }
 
@@ -317,10 +382,41 @@ CUresult cuvidMapVideoFrame64(CUvideodecoder handle, int idx, unsigned long long
             break;
         }
     if (!free_out) return CUDA_ERROR_INVALID_VALUE;
-    memcpy((void*)(uintptr_t)free_out, (void*)(uintptr_t)d->decode[idx], d->surface_bytes);
+    // The post-processing into the output surface runs on vpp->output_stream (the legacy
+    // stream when null), as a kernel would: its bytes are there once that stream ran.
+    struct Copy {
+        CUdeviceptr dst, src;
+        size_t n;
+    };
+    auto* c = new Copy{free_out, d->decode[idx], d->surface_bytes};
+    int r = gpuworker_sim_enqueue(vpp->output_stream, [](void* a) {
+        auto* c = (Copy*)a;
+        memcpy((void*)(uintptr_t)c->dst, (void*)(uintptr_t)c->src, c->n);
+        delete c;
+    }, c);
+    if (r != 0) {
+        delete c;
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
     d->mapped.insert(free_out);
     *ptr = free_out;
     *pitch = d->pitch;
+    return CUDA_SUCCESS;
+}
+
+// What became of the picture in surface idx: decoded, or not (yet). GPUWORKER_SIM_CORRUPT=N
+// reports the Nth decoded picture as failed (cudaVideoDecodeStatus_Error), as a corrupt
+// slice would.
+CUresult cuvidGetDecodeStatus(CUvideodecoder handle, int idx, CUVIDGETDECODESTATUS* st) {
+    CHECK_FAIL("cuvidGetDecodeStatus");
+    auto* d = (Decoder*)handle;
+    if (!known(d)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
+    if (!st || idx < 0 || idx >= (int)d->info.ulNumDecodeSurfaces) return CUDA_ERROR_INVALID_VALUE;
+    memset(st, 0, sizeof *st);
+    st->decodeStatus = !d->decoded[idx] ? cuvidDecodeStatus_Invalid
+                       : d->corrupt[idx] ? cuvidDecodeStatus_Error
+                                         : cuvidDecodeStatus_Success;
     return CUDA_SUCCESS;
 }
 
@@ -328,6 +424,7 @@ CUresult cuvidUnmapVideoFrame64(CUvideodecoder handle, unsigned long long ptr) {
     CHECK_FAIL("cuvidUnmapVideoFrame64");
     auto* d = (Decoder*)handle;
     if (!known(d)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!have_context()) return CUDA_ERROR_INVALID_CONTEXT;
     if (!d->mapped.erase(ptr)) return CUDA_ERROR_INVALID_VALUE;
     return CUDA_SUCCESS;
 }

@@ -7,6 +7,7 @@
 // as the real API documents them, and can be told to fail (sim_common.h). Also:
 //   GPUWORKER_SIM_NVENC=none        the GPU has no NVENC (H100, H200, A100): sessions fail
 //   GPUWORKER_SIM_NVENC_SESSIONS=N  at most N concurrent sessions (consumer cards' limit)
+// (GPUWORKER_SIM_CARD sets both as the card has them; these override it.)
 //   GPUWORKER_SIM_NVENC_SYSTEM=DIR  ... counted across processes, as the GeForce driver does
 // A refused open hands back a handle that must be destroyed (nvEncodeAPI.h); the exit report
 // counts it as a live session until then.
@@ -50,6 +51,11 @@ struct Session {
     // The system-wide slot (lock file descriptor) this session holds, or -1.
     int slot = -1;
     bool initialized = false;
+    // Pictures sent since the last end of stream: "the encoder has to be flushed before it
+    // can be closed" (FFmpeg nvenc.c); the exit report counts sessions destroyed unflushed.
+    int64_t unflushed = 0;
+    // What nvEncGetLastErrorString says about the last failure.
+    std::string last_error;
     NV_ENC_INITIALIZE_PARAMS init;
     NV_ENC_CONFIG config;
     AVCodecContext* enc = nullptr;
@@ -66,6 +72,7 @@ struct Session {
 
 std::mutex mu;
 std::set<Session*> sessions;
+size_t destroyed_unflushed = 0;
 
 struct Report {
     ~Report() {
@@ -78,8 +85,8 @@ struct Report {
         }
         fprintf(stderr,
                 "gpuworker-sim libnvidia-encode: live sessions=%zu registrations=%zu "
-                "mappings=%zu bitstreams=%zu\n",
-                sessions.size(), regs, maps, bufs);
+                "mappings=%zu bitstreams=%zu unflushed=%zu\n",
+                sessions.size(), regs, maps, bufs, destroyed_unflushed);
     }
 } report;
 
@@ -141,6 +148,8 @@ NVENCSTATUS open_encoder(Session* s, bool global_header, AVCodecContext** out) {
     if (same(p, NV_ENC_H264_PROFILE_BASELINE_GUID)) av_dict_set(&o, "profile", "baseline", 0);
     if (same(p, NV_ENC_H264_PROFILE_MAIN_GUID)) av_dict_set(&o, "profile", "main", 0);
     if (same(p, NV_ENC_H264_PROFILE_HIGH_GUID)) av_dict_set(&o, "profile", "high", 0);
+    // Constrained High is High without B-frames, which this encoder never makes.
+    if (same(p, NV_ENC_H264_PROFILE_CONSTRAINED_HIGH_GUID)) av_dict_set(&o, "profile", "high", 0);
     int r = avcodec_open2(c, codec, &o);
     av_dict_free(&o);
     if (r < 0) {
@@ -231,11 +240,14 @@ NVENCSTATUS InitializeEncoder(void* enc, NV_ENC_INITIALIZE_PARAMS* in) {
         // The profile must be one of the initialised codec's (or auto-select).
         const GUID& p = in->encodeConfig->profileGUID;
         bool h264p = same(p, NV_ENC_H264_PROFILE_BASELINE_GUID) ||
-                     same(p, NV_ENC_H264_PROFILE_MAIN_GUID) || same(p, NV_ENC_H264_PROFILE_HIGH_GUID);
+                     same(p, NV_ENC_H264_PROFILE_MAIN_GUID) || same(p, NV_ENC_H264_PROFILE_HIGH_GUID) ||
+                     same(p, NV_ENC_H264_PROFILE_CONSTRAINED_HIGH_GUID);
         bool hevcp = same(p, NV_ENC_HEVC_PROFILE_MAIN_GUID);
         if (!same(p, NV_ENC_CODEC_PROFILE_AUTOSELECT_GUID) &&
-            (is_hevc(in->encodeGUID) ? !hevcp : !h264p))
+            (is_hevc(in->encodeGUID) ? !hevcp : !h264p)) {
+            s->last_error = "InitializeEncoder: the profile GUID does not belong to the codec";
             return NV_ENC_ERR_UNSUPPORTED_PARAM;
+        }
     }
     if (in->encodeWidth < 16 || in->encodeHeight < 16 || in->encodeWidth > 4096 ||
         in->encodeHeight > 4096 || in->frameRateNum == 0 || in->frameRateDen == 0 ||
@@ -316,7 +328,10 @@ NVENCSTATUS RegisterResource(void* enc, NV_ENC_REGISTER_RESOURCE* r) {
     // Stream-ordered (pool) memory is refused: "NVENC does not allow registering the
     // stream-ordered allocated memory" (GStreamer nvcodec gstnvencobject.h, MR 8516); only
     // cuMemAlloc/cuMemAllocPitch memory is documented (nvEncodeAPI.h, NV_ENC_REGISTER_RESOURCE).
-    if (gpuworker_sim_is_pool_memory(ptr)) return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
+    if (gpuworker_sim_is_pool_memory(ptr)) {
+        s->last_error = "RegisterResource: stream-ordered (cuMemAllocAsync) memory cannot be registered";
+        return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
+    }
     for (auto* old : s->registrations)
         if (old->ptr == r->resourceToRegister) return NV_ENC_ERR_RESOURCE_REGISTER_FAILED;
     auto* reg = new Registration{r->resourceToRegister, r->pitch, r->width, r->height};
@@ -369,7 +384,11 @@ NVENCSTATUS EncodePicture(void* enc, NV_ENC_PIC_PARAMS* pic) {
     NEED_INIT();
     if (!pic) return NV_ENC_ERR_INVALID_PTR;
     if (pic->version != NV_ENC_PIC_PARAMS_VER) return NV_ENC_ERR_INVALID_VERSION;
-    if (pic->encodePicFlags & NV_ENC_PIC_FLAG_EOS) return NV_ENC_SUCCESS;  // nothing held back
+    if (pic->encodePicFlags & NV_ENC_PIC_FLAG_EOS) {
+        s->unflushed = 0;
+        return NV_ENC_SUCCESS;  // nothing held back
+    }
+    s->unflushed++;
     auto* map = (Mapping*)pic->inputBuffer;
     auto* out = (Bitstream*)pic->outputBitstream;
     if (!s->mappings.count(map)) return NV_ENC_ERR_RESOURCE_NOT_MAPPED;
@@ -461,6 +480,11 @@ NVENCSTATUS DestroyEncoder(void* enc) {
         if (!sessions.erase(s)) return NV_ENC_ERR_INVALID_ENCODERDEVICE;
     }
     if (s->slot >= 0) close(s->slot);  // frees the system-wide slot
+    if (s->initialized && s->unflushed > 0) {
+        std::lock_guard<std::mutex> g(mu);
+        destroyed_unflushed++;
+        fprintf(stderr, "sim libnvidia-encode: encoder destroyed without end of stream\n");
+    }
     if (!s->registrations.empty() || !s->mappings.empty() || !s->bitstreams.empty())
         fprintf(stderr,
                 "sim libnvidia-encode: encoder destroyed with %zu registrations, %zu mappings, "
@@ -504,6 +528,13 @@ NVENCSTATUS refuse(void* device, void** enc, NVENCSTATUS why) {
     return why;
 }
 
+const char* GetLastErrorString(void* enc) {
+    std::lock_guard<std::mutex> g(mu);
+    auto* s = (Session*)enc;
+    if (!sessions.count(s)) return nullptr;
+    return s->last_error.c_str();
+}
+
 NVENCSTATUS OpenEncodeSessionEx(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS* p, void** enc) {
     NVENCSTATUS injected = (NVENCSTATUS)sim::injected("libnvidia-encode", "nvEncOpenEncodeSessionEx");
     if (!p || !enc) return NV_ENC_ERR_INVALID_PTR;
@@ -512,19 +543,21 @@ NVENCSTATUS OpenEncodeSessionEx(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS* p, void** 
     if (p->deviceType != NV_ENC_DEVICE_TYPE_CUDA) return NV_ENC_ERR_UNSUPPORTED_DEVICE;
     if (!gpuworker_sim_is_context(p->device)) return NV_ENC_ERR_INVALID_DEVICE;
     const char* kind = getenv("GPUWORKER_SIM_NVENC");
-    if (kind && strcmp(kind, "none") == 0) return NV_ENC_ERR_NO_ENCODE_DEVICE;
+    if ((kind && strcmp(kind, "none") == 0) || !sim::card().nvenc)
+        return NV_ENC_ERR_NO_ENCODE_DEVICE;
     const char* lim = getenv("GPUWORKER_SIM_NVENC_SESSIONS");
+    int cap = lim ? atoi(lim) : sim::card().nvenc_cap;
     const char* system = getenv("GPUWORKER_SIM_NVENC_SYSTEM");
     std::lock_guard<std::mutex> g(mu);
     if (injected) return refuse(p->device, enc, injected);
     int slot = -1;
-    if (lim && system) {
-        slot = take_system_slot(system, atoi(lim));
+    if (cap > 0 && system) {
+        slot = take_system_slot(system, cap);
         if (slot < 0) return refuse(p->device, enc, NV_ENC_ERR_OUT_OF_MEMORY);
-    } else if (lim) {
-        size_t live = 0;
+    } else if (cap > 0) {
+        int live = 0;
         for (auto* o : sessions) live += !o->refused;
-        if (live >= (size_t)atoi(lim)) return refuse(p->device, enc, NV_ENC_ERR_OUT_OF_MEMORY);
+        if (live >= cap) return refuse(p->device, enc, NV_ENC_ERR_OUT_OF_MEMORY);
     }
     auto* s = new Session();
     s->context = p->device;
@@ -567,6 +600,7 @@ NVENCSTATUS NvEncodeAPICreateInstance(NV_ENCODE_API_FUNCTION_LIST* f) {
     f->nvEncLockBitstream = LockBitstream;
     f->nvEncUnlockBitstream = UnlockBitstream;
     f->nvEncDestroyEncoder = DestroyEncoder;
+    f->nvEncGetLastErrorString = GetLastErrorString;
     return NV_ENC_SUCCESS;
 }
 

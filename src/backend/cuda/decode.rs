@@ -4,11 +4,12 @@
 //! go-livepeer sends them) where the GPU decodes them; anything else stays on the CPU decoder.
 
 use super::frame::{release, wrap_mapped};
+use super::memory::bind;
 use super::nvdec::{sys, Parser};
 use crate::error::{Error, Result};
 use crate::media::demux::Segment;
 use crate::pipeline::stage::VideoDecoder;
-use cudarc::driver::CudaContext;
+use cudarc::driver::{CudaContext, CudaStream};
 use ffmpeg_next as ff;
 use std::sync::Arc;
 
@@ -48,6 +49,10 @@ pub struct NvdecDecoder {
     // Field order matters: the parser (and its decoder) go before the context.
     parser: Parser,
     codec: sys::cudaVideoCodec,
+    /// The parser's timestamp clock (see [`clock_rate`]).
+    clock: u32,
+    /// Where mapped pictures are post-processed (this session's, not the legacy stream).
+    stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
 }
 
@@ -59,23 +64,40 @@ impl NvdecDecoder {
                 seg.path.display()
             ))
         })?;
-        let ctx = CudaContext::new(ordinal)
+        let ctx = super::context::context(ordinal)
             .map_err(|e| err(format!("cannot open device {ordinal}: {e}")))?;
-        ctx.bind_to_thread().map_err(err)?;
-        let parser = Parser::new(codec, None).map_err(err)?;
-        Ok(NvdecDecoder { parser, codec, ctx })
+        bind(&ctx)?;
+        let clock = clock_rate(seg.time_base);
+        let parser = Parser::new(codec, clock, None).map_err(err)?;
+        let stream = ctx.new_stream().map_err(err)?;
+        Ok(NvdecDecoder {
+            parser,
+            codec,
+            clock,
+            stream,
+            ctx,
+        })
     }
 
-    fn parse(&mut self, data: &[u8], pts: i64, end: bool) -> Result<()> {
-        self.ctx.bind_to_thread().map_err(err)?;
+    fn parse(&mut self, data: &[u8], pts: Option<i64>, end: bool) -> Result<()> {
+        bind(&self.ctx)?;
         self.parser.parse(data, pts, end).map_err(err)
+    }
+}
+
+/// The parser's clock for timestamps in `tb` (ticks per second; 90 kHz for MPEG-TS). 0 means
+/// 10 MHz to NVDEC, which is right only for such a time base.
+fn clock_rate(tb: ff::Rational) -> u32 {
+    match (tb.numerator(), tb.denominator()) {
+        (1, d) if d > 0 => d as u32,
+        _ => 0,
     }
 }
 
 impl Drop for NvdecDecoder {
     fn drop(&mut self) {
         // The parser and decoder are destroyed (next, with the fields) in their context.
-        let _ = self.ctx.bind_to_thread();
+        let _ = bind(&self.ctx);
     }
 }
 
@@ -84,21 +106,26 @@ impl VideoDecoder for NvdecDecoder {
         let Some(data) = packet.data() else {
             return Ok(());
         };
-        self.parse(data, packet.pts().or(packet.dts()).unwrap_or(0), false)
+        self.parse(data, packet.pts().or(packet.dts()), false)
     }
 
     fn send_eof(&mut self) -> Result<()> {
-        self.parse(&[], 0, true)
+        self.parse(&[], None, true)
     }
 
     fn receive_frame(&mut self, frame: &mut ff::frame::Video) -> Result<bool> {
         // The previous picture is no longer needed: unmap it before mapping the next.
-        self.ctx.bind_to_thread().map_err(err)?;
+        bind(&self.ctx)?;
         release(frame);
         let Some(d) = self.parser.next_display() else {
             return Ok(false);
         };
-        let mapped = self.parser.map(d).map_err(err)?;
+        let mapped = self
+            .parser
+            .map(d, self.stream.cu_stream() as _)
+            .map_err(err)?;
+        // The scaler reads the picture from its own stream.
+        self.stream.synchronize().map_err(err)?;
         wrap_mapped(frame, &self.ctx, mapped, d.timestamp);
         Ok(true)
     }
@@ -106,8 +133,8 @@ impl VideoDecoder for NvdecDecoder {
     fn reset(&mut self) {
         // A fresh parser for the next segment; the decoder is kept if the format repeats.
         let reuse = self.parser.decoder().cloned();
-        if self.ctx.bind_to_thread().is_ok() {
-            if let Ok(p) = Parser::new(self.codec, reuse) {
+        if bind(&self.ctx).is_ok() {
+            if let Ok(p) = Parser::new(self.codec, self.clock, reuse) {
                 self.parser = p;
             }
         }

@@ -5,7 +5,6 @@
 
 use super::frame::{alloc_nv12, device_planes};
 use super::kernels::{ColorFrame, COLOR_BLOCK, COLOR_CU};
-use super::scale::module_image;
 use crate::diffusion::model::Conditioning;
 use crate::diffusion::video::DiffuseConfig;
 use crate::error::{Error, Result};
@@ -44,14 +43,7 @@ impl CudaDiffuser {
         let cond = cfg.condition().map_err(|e| err("prompt", e))?;
         let stream = device.cuda_stream();
         let ctx = stream.context();
-        let attr = |a| ctx.attribute(a).map_err(|e| err("device attribute", e));
-        use cudarc::driver::sys::CUdevice_attribute as A;
-        let major = attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-        let minor = attr(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-        let image = module_image("color", COLOR_CU, major, minor)?;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_binary(image))
-            .map_err(|e| err("cannot load the color kernels", e))?;
+        let (module, _) = super::module::load(ctx, "color", COLOR_CU)?;
         let f = |name| module.load_function(name).map_err(|e| err(name, e));
         Ok(CudaDiffuser {
             to_rgb: f("nv12_to_rgb")?,

@@ -50,7 +50,8 @@ pub fn config_for(s: &EncoderSettings) -> EncodeConfig {
             CodecProfile::EncoderDefault => None,
             CodecProfile::Baseline => Some(safe::H264_BASELINE),
             CodecProfile::Main => Some(safe::H264_MAIN),
-            CodecProfile::High | CodecProfile::ConstrainedHigh => Some(safe::H264_HIGH),
+            CodecProfile::High => Some(safe::H264_HIGH),
+            CodecProfile::ConstrainedHigh => Some(safe::H264_CONSTRAINED_HIGH),
         },
     }
 }
@@ -81,7 +82,7 @@ pub struct NvencEncoder {
 
 impl NvencEncoder {
     pub fn open(settings: &EncoderSettings, ordinal: usize) -> Result<Self, OpenError> {
-        let ctx = CudaContext::new(ordinal)
+        let ctx = super::context::context(ordinal)
             .map_err(|e| err(format!("cannot open device {ordinal}: {e}")))?;
         bind(&ctx)?;
         let mut session = Session::open(ctx.cu_ctx() as *mut _).map_err(|e| {

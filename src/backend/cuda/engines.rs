@@ -1,7 +1,8 @@
-//! What a GPU's video engines can do, found out by asking the driver (NVDEC capabilities)
-//! and by opening NVENC sessions, not by looking at the CUDA device: H100, H200 and A100 have
-//! NVDEC but no NVENC, and consumer cards cap concurrent NVENC sessions. Probed once per
-//! device and process, then cached.
+//! What a GPU can do for us, found out by asking the driver (NVDEC capabilities), by opening
+//! NVENC sessions and by loading the scale kernel, not by looking at the CUDA device: H100,
+//! H200 and A100 have NVDEC but no NVENC, consumer cards cap concurrent NVENC sessions, and a
+//! device that no embedded kernel image fits (and without NVRTC) cannot scale at all. Probed
+//! once per device and process, then cached.
 
 use super::nvdec::{self, sys as dsys};
 use super::nvenc::{self, safe as enc};
@@ -41,6 +42,10 @@ pub struct Engines {
     /// Concurrent NVENC sessions the driver allowed when probed (None: at least
     /// [`NVENC_PROBE_SESSIONS`], i.e. no practical limit).
     pub nvenc_session_limit: Option<u32>,
+    /// The image of the scale kernel this device loads (see [`super::module`]).
+    pub kernel: Option<String>,
+    /// Why no image loads: the device then takes no sessions.
+    pub kernel_reason: Option<String>,
 }
 
 impl Engines {
@@ -86,7 +91,7 @@ fn probe(ordinal: usize) -> Engines {
         e.nvenc_reason = Some(why);
         return e;
     }
-    let ctx = match cudarc::driver::CudaContext::new(ordinal) {
+    let ctx = match super::context::context(ordinal) {
         Ok(c) => c,
         Err(err) => {
             let why = format!("cannot open CUDA device {ordinal}: {err}");
@@ -99,6 +104,10 @@ fn probe(ordinal: usize) -> Engines {
         e.nvdec_reason = Some(err.to_string());
         e.nvenc_reason = Some(err.to_string());
         return e;
+    }
+    match super::module::load(&ctx, "scale_nv12", super::kernels::SCALE_NV12_CU) {
+        Ok((_, image)) => e.kernel = Some(image.to_string()),
+        Err(err) => e.kernel_reason = Some(err.to_string()),
     }
     for &(codec, name) in DECODE_CODECS {
         match nvdec::safe::caps(codec) {

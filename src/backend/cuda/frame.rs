@@ -163,6 +163,7 @@ impl Drop for BufferRef {
 /// host frames are reused from frame to frame.
 pub struct DeviceReader {
     ctx: Arc<CudaContext>,
+    stream: Arc<cudarc::driver::CudaStream>,
     staging: Vec<u8>,
     /// Packed NV12 planes of the last download.
     packed: (Vec<u8>, Vec<u8>),
@@ -172,12 +173,17 @@ pub struct DeviceReader {
 
 impl DeviceReader {
     pub fn new(ordinal: usize) -> Result<Self> {
-        let ctx = CudaContext::new(ordinal).map_err(|e| Error::Codec {
+        let ctx = super::context::context(ordinal).map_err(|e| Error::Codec {
             stage: "cuda",
             detail: format!("device {ordinal}: {e}"),
         })?;
+        let stream = ctx.new_stream().map_err(|e| Error::Codec {
+            stage: "cuda",
+            detail: format!("device {ordinal}: cannot create a stream: {e}"),
+        })?;
         Ok(DeviceReader {
             ctx,
+            stream,
             staging: Vec::new(),
             packed: Default::default(),
             luma: ff::frame::Video::empty(),
@@ -195,7 +201,7 @@ impl DeviceReader {
         bind(&self.ctx)?;
         let at = self.staging.len();
         self.staging.resize(at + pitch * rows, 0);
-        let stream = self.ctx.default_stream();
+        let stream = &self.stream;
         // SAFETY: `from` addresses `pitch * rows` bytes of live device memory (the caller's
         // frame holds its buffer), the staging slice is that long, and the stream is
         // synchronised before the host reads it.

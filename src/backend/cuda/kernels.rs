@@ -1,6 +1,7 @@
 //! The CUDA kernels' sources and job tables. A [`ScalePlan`] (the same integer filter tables
-//! the CPU scaler uses) becomes one job per output plane; the kernel (or its CPU twin) runs
-//! every job of a frame in one launch.
+//! the CPU scaler uses) becomes one job per output plane; each of the two passes of the scale
+//! kernel (or its CPU twin), vertical then horizontal, runs every job of a frame in one
+//! launch.
 
 use crate::scale::{filter::FilterBank, ScalePlan};
 
@@ -54,7 +55,7 @@ unsafe impl cudarc::driver::DeviceRepr for ColorFrame {}
 /// Threads per block of the color kernels (x, y).
 pub const COLOR_BLOCK: (u32, u32) = (16, 16);
 
-/// Threads per block of `scale_nv12` (x, y).
+/// Threads per block of both scale passes (x, y).
 pub const SCALE_BLOCK: (u32, u32) = (32, 8);
 
 /// One output plane, as `struct ScalePlaneJob` in kernels/scale_nv12.h. Pointers are device
@@ -67,40 +68,61 @@ pub struct ScalePlaneJob {
     pub hstart: *const i32,
     pub vcoef: *const i16,
     pub vstart: *const i32,
+    pub inter: *mut i16,
     pub dst_pitch: i32,
     pub dst_w: i32,
     pub dst_h: i32,
     pub channels: i32,
     pub htaps: i32,
     pub vtaps: i32,
+    pub inter_pitch: i32,
 }
 
 impl ScalePlaneJob {
     /// The job for one output plane: the banks give its size and taps, `tables` the addresses
-    /// (host or device) of their arrays as `[hcoef, hstart, vcoef, vstart]`, and `dst`,
-    /// `pitch`, `channels` the plane written.
+    /// (host or device) of their arrays as `[hcoef, hstart, vcoef, vstart]`, `inter` the
+    /// vertical pass's output as (address, source samples per row: the source plane's width
+    /// times `channels`; `v.dst_len` rows), and `dst` the plane written as (address, pitch).
     pub fn new(
         h: &FilterBank,
         v: &FilterBank,
         tables: [u64; 4],
-        dst: *mut u8,
-        pitch: usize,
+        inter: (u64, usize),
+        dst: (*mut u8, usize),
         channels: i32,
     ) -> Self {
+        let ((inter, src_samples), (dst, pitch)) = (inter, dst);
         ScalePlaneJob {
             dst,
             hcoef: tables[0] as *const i16,
             hstart: tables[1] as *const i32,
             vcoef: tables[2] as *const i16,
             vstart: tables[3] as *const i32,
+            inter: inter as *mut i16,
             dst_pitch: pitch as i32,
             dst_w: h.dst_len as i32,
             dst_h: v.dst_len as i32,
             channels,
             htaps: h.taps as i32,
             vtaps: v.taps as i32,
+            inter_pitch: src_samples as i32,
         }
     }
+}
+
+/// Source samples per row of each plane job (luma: the width; interleaved chroma: twice the
+/// chroma width), in job order, and the intermediate rows (output height) of each.
+pub fn intermediate_shapes(plan: &ScalePlan) -> Vec<(usize, usize)> {
+    let (cw, _) = crate::scale::chroma_size(plan.src_width, plan.src_height);
+    plan.outputs
+        .iter()
+        .flat_map(|o| {
+            [
+                (plan.src_width, o.luma_v.dst_len),
+                (2 * cw, o.chroma_v.dst_len),
+            ]
+        })
+        .collect()
 }
 
 /// Sizes of one output plane: (width in samples per channel, height, channels).
@@ -116,8 +138,21 @@ pub fn plane_shapes(plan: &ScalePlan) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// The launch grid covering the largest plane, one z layer per plane job.
-pub fn scale_grid(plan: &ScalePlan) -> (u32, u32, u32) {
+/// The vertical pass's grid: the widest source plane by the tallest output, one z layer per
+/// plane job.
+pub fn vertical_grid(plan: &ScalePlan) -> (u32, u32, u32) {
+    let shapes = intermediate_shapes(plan);
+    let w = shapes.iter().map(|s| s.0).max().unwrap_or(1) as u32;
+    let h = shapes.iter().map(|s| s.1).max().unwrap_or(1) as u32;
+    (
+        w.div_ceil(SCALE_BLOCK.0),
+        h.div_ceil(SCALE_BLOCK.1),
+        shapes.len() as u32,
+    )
+}
+
+/// The horizontal pass's grid: the largest output plane, one z layer per plane job.
+pub fn horizontal_grid(plan: &ScalePlan) -> (u32, u32, u32) {
     let shapes = plane_shapes(plan);
     let w = shapes.iter().map(|s| s.0).max().unwrap_or(1) as u32;
     let h = shapes.iter().map(|s| s.1).max().unwrap_or(1) as u32;

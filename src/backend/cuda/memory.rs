@@ -57,11 +57,11 @@ impl DeviceMemory {
         })
     }
 
-    /// Allocates `data.len()` bytes and copies `data` there (finished when this returns).
-    pub fn from_host(ctx: &Arc<CudaContext>, data: &[u8]) -> Result<Self> {
+    /// Allocates `data.len()` bytes and copies `data` there on `stream` (finished when this
+    /// returns).
+    pub fn from_host(ctx: &Arc<CudaContext>, data: &[u8], stream: &CudaStream) -> Result<Self> {
         let mut m = DeviceMemory::alloc(ctx, data.len())?;
-        let stream = ctx.default_stream();
-        m.upload(data, &stream)?;
+        m.upload(data, stream)?;
         stream
             .synchronize()
             .map_err(|e| cuda_err("synchronize", e))?;

@@ -1,10 +1,12 @@
 //! The CUDA backend. NVIDIA libraries are loaded at run time, never linked, so one binary runs
 //! on CPU-only and GPU machines. The driver probe (devices, and the video `engines` each
-//! has), the kernels (`kernels`, compiled by `nvrtc` or embedded) and their CPU twins
-//! (`twin`), device `memory` that owns its context, and the stages: `decode` (NVDEC),
-//! `scale` (cudarc) and `encode` (NVENC), passing device `frame`s. `nvdec` and `nvenc` are
-//! the bindings, layered sys → result → safe.
+//! has), the kernels (`kernels`, compiled by `nvrtc` or embedded; the `module` image each
+//! device loads) and their CPU twins (`twin`), one primary `context` per device and device
+//! `memory` that owns it, and the stages: `decode` (NVDEC), `scale` (cudarc) and `encode`
+//! (NVENC), passing device `frame`s. `nvdec` and `nvenc` are the bindings, layered
+//! sys → result → safe.
 
+pub mod context;
 pub mod decode;
 #[cfg(feature = "cuda")]
 pub mod diffuse;
@@ -13,6 +15,7 @@ pub mod engines;
 pub mod frame;
 pub mod kernels;
 pub mod memory;
+pub mod module;
 pub mod nvdec;
 pub mod nvenc;
 pub mod nvrtc;
@@ -83,19 +86,22 @@ fn devices() -> Result<Vec<GpuDevice>, String> {
                 )
             };
             let engines = engines::engines(i as usize);
-            let path = format!(
-                "{} → cuda scale → {}",
-                if engines.nvdec_h264() {
-                    "nvdec"
-                } else {
-                    "cpu decode"
-                },
-                if engines.nvenc_h264() {
-                    "nvenc"
-                } else {
-                    "cpu encode (libx264)"
-                }
-            );
+            let path = match &engines.kernel_reason {
+                Some(_) => "on the CPU (no image of the scale kernel loads: see kernel)".into(),
+                None => format!(
+                    "{} → cuda scale → {}",
+                    if engines.nvdec_h264() {
+                        "nvdec"
+                    } else {
+                        "cpu decode"
+                    },
+                    if engines.nvenc_h264() {
+                        "nvenc"
+                    } else {
+                        "cpu encode (libx264)"
+                    }
+                ),
+            };
             Ok(GpuDevice {
                 index: i as usize,
                 name,
@@ -151,7 +157,7 @@ pub fn probe() -> CudaInfo {
 
 /// Free memory of CUDA device `index` in bytes (its primary context is made current).
 pub fn free_memory(index: usize) -> Option<u64> {
-    let ctx = cudarc::driver::CudaContext::new(index).ok()?;
+    let ctx = context::context(index).ok()?;
     ctx.bind_to_thread().ok()?;
     cudarc::driver::result::mem_get_info()
         .ok()

@@ -6,8 +6,8 @@
 use cudarc::nvrtc::{result, sys};
 use std::ffi::CString;
 
-/// Architectures the kernels are built for: Pascal (still common on Livepeer) to Hopper.
-pub const ARCHITECTURES: &[&str] = &["sm_61", "sm_75", "sm_86", "sm_89", "sm_90"];
+/// Architectures the kernels are built for (one list, in build.rs): Pascal to Blackwell.
+pub use super::kernels::ARCHITECTURES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NvrtcError {

@@ -1,5 +1,5 @@
-//! The CUDA scale stage: `kernels/scale_nv12.cu` through cudarc, one launch per frame for the
-//! whole ladder. The source is an NVDEC picture (a device frame, read in place) or a host
+//! The CUDA scale stage: `kernels/scale_nv12.cu` through cudarc, two launches per frame (the
+//! vertical then the horizontal pass) for the whole ladder. The source is an NVDEC picture (a device frame, read in place) or a host
 //! frame from the CPU decoder (uploaded). The outputs are device frames for NVENC (written in
 //! place, never leaving the GPU) or host frames for the CPU encoder (downloaded).
 //! Its output equals the CPU scaler's bit for bit (same tables, same arithmetic).
@@ -47,7 +47,9 @@ struct Out {
 pub struct CudaScaler {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    func: CudaFunction,
+    /// The two passes, in launch order, with their grids.
+    vertical: (CudaFunction, (u32, u32, u32)),
+    horizontal: (CudaFunction, (u32, u32, u32)),
     plan: ScalePlan,
     /// Source NV12, packed (pitch = width).
     src_y: DeviceMemory,
@@ -55,14 +57,13 @@ pub struct CudaScaler {
     host_y: Vec<u8>,
     host_uv: Vec<u8>,
     outs: Vec<Out>,
-    /// Filter tables and the job table; kept alive for the jobs' pointers.
+    /// Filter tables and the vertical pass's intermediates; kept alive for the jobs' pointers.
     _tables: Vec<DeviceMemory>,
     jobs: DeviceMemory,
     /// The job table on the host, patched with each frame's destinations for device output.
     host_jobs: Jobs,
     /// Write device frames (for NVENC) instead of host frames.
     device_output: bool,
-    grid: (u32, u32, u32),
     device: String,
 }
 
@@ -78,8 +79,8 @@ fn bytes_of<T: Copy>(v: &[T]) -> &[u8] {
 }
 
 impl CudaScaler {
-    /// Opens CUDA device `ordinal`, loads the kernel (embedded cubin for the device, else PTX,
-    /// else NVRTC) and allocates every buffer for `plan`. With `device_output` the scaler
+    /// Opens CUDA device `ordinal`, loads the kernel (the first image the device takes: see
+    /// [`super::module`]) and allocates every buffer for `plan`. With `device_output` the scaler
     /// writes device frames (see [`MultiScaler::alloc_output`]).
     pub fn new(plan: ScalePlan, ordinal: usize, device_output: bool) -> Result<Self> {
         if !driver_present() {
@@ -88,25 +89,24 @@ impl CudaScaler {
                 "libcuda.so.1 not found (no NVIDIA driver on this machine)",
             ));
         }
-        let ctx = CudaContext::new(ordinal)
+        let ctx = super::context::context(ordinal)
             .map_err(|e| cuda_err(&format!("cannot open device {ordinal}"), e))?;
-        // SAFETY: this scaler uses one stream only, so cross-stream event tracking is moot.
-        unsafe { ctx.disable_event_tracking() };
-        let attr = |a| {
-            ctx.attribute(a)
-                .map_err(|e| cuda_err("device attribute", e))
+        let (module, image) = super::module::load(&ctx, "scale_nv12", kernels::SCALE_NV12_CU)?;
+        let device = format!("device {ordinal} ({image})");
+        let func = |name: &str| {
+            module
+                .load_function(name)
+                .map_err(|e| cuda_err(&format!("no {name} in the module"), e))
         };
-        let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-        let minor = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
-        let device = format!("device {ordinal} (sm_{major}{minor})");
-        let image = module_image("scale_nv12", kernels::SCALE_NV12_CU, major, minor)?;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_binary(image))
-            .map_err(|e| cuda_err("cannot load the scale kernel", e))?;
-        let func = module
-            .load_function("scale_nv12")
-            .map_err(|e| cuda_err("no scale_nv12 in the module", e))?;
-        let stream = ctx.default_stream();
+        let vertical = (func("scale_nv12_vertical")?, kernels::vertical_grid(&plan));
+        let horizontal = (
+            func("scale_nv12_horizontal")?,
+            kernels::horizontal_grid(&plan),
+        );
+        // The session's own stream (real-gpu-rules.md R6): sessions on one GPU overlap.
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| cuda_err("cannot create a stream", e))?;
 
         let (w, h) = (plan.src_width, plan.src_height);
         let (cw, ch) = chroma_size(w, h);
@@ -117,6 +117,7 @@ impl CudaScaler {
         let mut outs = Vec::with_capacity(plan.outputs.len());
         let mut tables = Vec::new();
         let mut jobs = Vec::new();
+        let mut inter = kernels::intermediate_shapes(&plan).into_iter();
         for o in &plan.outputs {
             let (dw, dh) = (o.luma_h.dst_len, o.luma_v.dst_len);
             let (dcw, dch) = chroma_size(dw, dh);
@@ -138,7 +139,7 @@ impl CudaScaler {
                 (&o.chroma_h, &o.chroma_v, uv, 2 * dcw, 2),
             ] {
                 let mut upload = |data: &[u8]| -> Result<u64> {
-                    let t = DeviceMemory::from_host(&ctx, data)?;
+                    let t = DeviceMemory::from_host(&ctx, data, &stream)?;
                     let p = t.ptr();
                     tables.push(t);
                     Ok(p)
@@ -147,27 +148,31 @@ impl CudaScaler {
                 let hstart = upload(bytes_of(&hb.start))?;
                 let vcoef = upload(bytes_of(&vb.coef))?;
                 let vstart = upload(bytes_of(&vb.start))?;
-                let tables = [hcoef, hstart, vcoef, vstart];
+                let (samples, rows) = inter.next().expect("a shape per job");
+                // Written by the vertical pass before the horizontal one reads it.
+                let buf = alloc(2 * samples * rows)?;
+                let at = buf.ptr();
+                tables.push(buf);
                 jobs.push(ScalePlaneJob::new(
                     hb,
                     vb,
-                    tables,
-                    dst as *mut u8,
-                    pitch,
+                    [hcoef, hstart, vcoef, vstart],
+                    (at, samples),
+                    (dst as *mut u8, pitch),
                     channels,
                 ));
             }
             outs.extend(out);
         }
         let host_jobs = Jobs(jobs);
-        let jobs = DeviceMemory::from_host(&ctx, bytes_of(&host_jobs.0))?;
+        let jobs = DeviceMemory::from_host(&ctx, bytes_of(&host_jobs.0), &stream)?;
         Ok(CudaScaler {
             ctx,
             host_jobs,
             device_output,
-            grid: kernels::scale_grid(&plan),
             stream,
-            func,
+            vertical,
+            horizontal,
             src_y,
             src_uv,
             host_y: vec![0; w * h],
@@ -179,32 +184,6 @@ impl CudaScaler {
             device,
         })
     }
-}
-
-/// The best module image of `kernel` (whose source is `source`) for a device of compute
-/// capability `major.minor`: an embedded cubin of the same major version (the newest not above
-/// the device), else the embedded PTX (JIT by the driver), else the source compiled now by
-/// NVRTC.
-pub(crate) fn module_image(kernel: &str, source: &str, major: i32, minor: i32) -> Result<Vec<u8>> {
-    let want = major * 10 + minor;
-    let best = kernels::embedded_architectures(kernel)
-        .into_iter()
-        .filter_map(|a| a.strip_prefix("sm_")?.parse::<i32>().ok().map(|n| (n, a)))
-        .filter(|(n, _)| n / 10 == major && *n <= want)
-        .max();
-    if let Some((_, arch)) = best {
-        return Ok(kernels::embedded(kernel, arch).expect("listed").to_vec());
-    }
-    if want >= 90 {
-        if let Some(ptx) = kernels::embedded(kernel, "compute_90") {
-            let mut v = ptx.to_vec();
-            v.push(0);
-            return Ok(v);
-        }
-    }
-    super::nvrtc::compile(source, &format!("{kernel}.cu"), &format!("sm_{want}"))
-        .map(|c| c.cubin)
-        .map_err(|e| cuda_err("no kernel for this GPU", e))
 }
 
 impl CudaScaler {
@@ -265,7 +244,12 @@ impl MultiScaler for CudaScaler {
         let (pitch_y, pitch_uv) = (from.pitch_y as i32, from.pitch_uv as i32);
         let jobs = self.jobs.ptr();
         let s = &self.stream;
-        let mut launch = s.launch_builder(&self.func);
+        let config = |grid| LaunchConfig {
+            grid_dim: grid,
+            block_dim: (SCALE_BLOCK.0, SCALE_BLOCK.1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = s.launch_builder(&self.vertical.0);
         launch
             .arg(&from.y)
             .arg(&pitch_y)
@@ -274,15 +258,15 @@ impl MultiScaler for CudaScaler {
             .arg(&sw)
             .arg(&sh)
             .arg(&jobs);
-        let cfg = LaunchConfig {
-            grid_dim: self.grid,
-            block_dim: (SCALE_BLOCK.0, SCALE_BLOCK.1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments match scale_nv12's signature in order and type (device
-        // addresses as 64-bit values); the source planes cover `plan`'s source size and every
-        // job points at buffers of exactly its plane's size.
-        unsafe { launch.launch(cfg) }.map_err(|e| cuda_err("launch", e))?;
+        // SAFETY: the arguments match scale_nv12_vertical's signature in order and type
+        // (device addresses as 64-bit values); the source planes cover `plan`'s source size
+        // and every job points at tables and an intermediate of exactly its plane's size.
+        unsafe { launch.launch(config(self.vertical.1)) }.map_err(|e| cuda_err("launch", e))?;
+        let mut launch = s.launch_builder(&self.horizontal.0);
+        launch.arg(&sw).arg(&jobs);
+        // SAFETY: as above for scale_nv12_horizontal(int, jobs); it runs after the vertical
+        // pass on the same stream, so the intermediates are written.
+        unsafe { launch.launch(config(self.horizontal.1)) }.map_err(|e| cuda_err("launch", e))?;
         if self.device_output {
             // The frames go to encoders on other threads: finish before handing them on.
             s.synchronize().map_err(|e| cuda_err("synchronize", e))

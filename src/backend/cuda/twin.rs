@@ -3,15 +3,15 @@
 //! simulated driver in place of a GPU launch.
 
 use super::kernels::{
-    plane_shapes, scale_grid, ColorFrame, ScalePlaneJob, COLOR_BLOCK, SCALE_BLOCK,
+    horizontal_grid, intermediate_shapes, vertical_grid, ColorFrame, ScalePlaneJob, COLOR_BLOCK,
+    SCALE_BLOCK,
 };
 use crate::scale::ScalePlan;
 
 extern "C" {
     fn gpuworker_twin_scale_nv12(
-        grid_x: u32,
-        grid_y: u32,
-        grid_z: u32,
+        vgrid: *const u32,
+        hgrid: *const u32,
         block_x: u32,
         block_y: u32,
         src_y: *const u8,
@@ -119,8 +119,9 @@ impl Nv12 {
     }
 }
 
-/// Scales `src` into every rendition of `plan` with the CPU twin of `scale_nv12`, one launch
-/// for the whole ladder. Outputs are NV12 with pitches rounded up to 64 bytes.
+/// Scales `src` into every rendition of `plan` with the CPU twin of the scale kernel's two
+/// passes, one launch each for the whole ladder. Outputs are NV12 with pitches rounded up to
+/// 64 bytes.
 pub fn scale_nv12(plan: &ScalePlan, src: &Nv12) -> Vec<Nv12> {
     assert_eq!((src.width, src.height), (plan.src_width, plan.src_height));
     let (cw, ch) = crate::scale::chroma_size(src.width, src.height);
@@ -135,7 +136,9 @@ pub fn scale_nv12(plan: &ScalePlan, src: &Nv12) -> Vec<Nv12> {
             Nv12::new(w, h, w.next_multiple_of(64), (2 * dcw).next_multiple_of(64))
         })
         .collect();
-    let shapes = plane_shapes(plan);
+    let shapes = intermediate_shapes(plan);
+    let mut inter: Vec<Vec<i16>> = shapes.iter().map(|&(w, h)| vec![0; w * h]).collect();
+    let mut inter_ptrs = inter.iter_mut().zip(&shapes);
     let mut jobs = Vec::with_capacity(shapes.len());
     for (o, out) in plan.outputs.iter().zip(outs.iter_mut()) {
         for (h, v, dst, pitch, channels) in [
@@ -154,7 +157,16 @@ pub fn scale_nv12(plan: &ScalePlan, src: &Nv12) -> Vec<Nv12> {
                 v.coef.as_ptr() as u64,
                 v.start.as_ptr() as u64,
             ];
-            jobs.push(ScalePlaneJob::new(h, v, tables, dst, pitch, channels));
+            let (buf, &(samples, _)) = inter_ptrs.next().expect("a shape per job");
+            let at = buf.as_mut_ptr() as u64;
+            jobs.push(ScalePlaneJob::new(
+                h,
+                v,
+                tables,
+                (at, samples),
+                (dst, pitch),
+                channels,
+            ));
         }
     }
     // Every window of the tables stays inside the source rows (checked, since the twin reads
@@ -162,16 +174,16 @@ pub fn scale_nv12(plan: &ScalePlan, src: &Nv12) -> Vec<Nv12> {
     for o in &plan.outputs {
         assert!(o.luma_v.end <= src.height && o.chroma_v.end <= ch);
     }
-    let (gx, gy, gz) = scale_grid(plan);
+    let (v, h) = (vertical_grid(plan), horizontal_grid(plan));
     // SAFETY: every job points into a live output buffer of its plane's size (pitch × rows),
-    // and at filter tables of `dst_w * htaps` / `dst_h * vtaps` entries owned by `plan`; the
-    // kernel reads source rows `vstart..vstart + vtaps` (inside the source, checked above)
-    // and columns below the plane width; `jobs` outlives the call.
+    // a live intermediate of `dst_h * inter_pitch` int16s (`inter`), and filter tables of
+    // `dst_w * htaps` / `dst_h * vtaps` entries owned by `plan`; the vertical pass reads
+    // source rows `vstart..vstart + vtaps` (inside the source, checked above) and samples
+    // below the plane's width; `jobs` and `inter` outlive the call.
     unsafe {
         gpuworker_twin_scale_nv12(
-            gx,
-            gy,
-            gz,
+            [v.0, v.1, v.2].as_ptr(),
+            [h.0, h.1, h.2].as_ptr(),
             SCALE_BLOCK.0,
             SCALE_BLOCK.1,
             src.y.as_ptr(),

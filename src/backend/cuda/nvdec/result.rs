@@ -12,6 +12,8 @@ pub enum NvdecError {
     Status { call: &'static str, code: u32 },
     #[error("unsupported by NVDEC here: {0}")]
     Unsupported(String),
+    #[error("NVDEC could not decode the picture at pts {0} (corrupt video data)")]
+    Corrupt(i64),
 }
 
 pub type Result<T> = std::result::Result<T, NvdecError>;
@@ -57,6 +59,11 @@ pub struct Api {
         *mut sys::CUVIDPROCPARAMS,
     ) -> sys::CUresult,
     pub unmap_frame: unsafe extern "C" fn(sys::CUvideodecoder, u64) -> sys::CUresult,
+    pub decode_status: unsafe extern "C" fn(
+        sys::CUvideodecoder,
+        i32,
+        *mut sys::_CUVIDGETDECODESTATUS,
+    ) -> sys::CUresult,
     pub create_parser:
         unsafe extern "C" fn(*mut sys::CUvideoparser, *mut sys::CUVIDPARSERPARAMS) -> sys::CUresult,
     pub parse:
@@ -86,6 +93,7 @@ fn load() -> Result<Api> {
             decode_picture: sym!(b"cuvidDecodePicture"),
             map_frame: sym!(b"cuvidMapVideoFrame64"),
             unmap_frame: sym!(b"cuvidUnmapVideoFrame64"),
+            decode_status: sym!(b"cuvidGetDecodeStatus"),
             create_parser: sym!(b"cuvidCreateVideoParser"),
             parse: sym!(b"cuvidParseVideoData"),
             destroy_parser: sym!(b"cuvidDestroyVideoParser"),

@@ -11,9 +11,11 @@ use std::ffi::{c_int, c_void};
 use std::ptr::null_mut;
 use std::sync::Arc;
 
-/// Decode surfaces beyond the stream's minimum: room for the pictures waiting for display and
-/// the one being read.
-const EXTRA_SURFACES: u32 = 4;
+/// Pictures the parser holds back before display (`ulMaxDisplayDelay`).
+const DISPLAY_DELAY: u32 = 4;
+
+/// Decode surfaces beyond the stream's minimum: room for the pictures waiting for display.
+const EXTRA_SURFACES: u32 = DISPLAY_DELAY;
 
 /// What the hardware decodes for one codec (`cuvidGetDecoderCaps`, 8-bit 4:2:0).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,6 +54,8 @@ pub struct Decoder {
     pub width: u32,
     pub height: u32,
     key: (u32, u32, u32, [i32; 4]),
+    /// `ulNumDecodeSurfaces` it was created with: the parser may use no more.
+    surfaces: u32,
 }
 
 // SAFETY: NVDEC handles may be used from any thread with the context current; `Decoder` has
@@ -115,8 +119,13 @@ pub struct Parser {
 unsafe impl Send for Parser {}
 
 impl Parser {
-    /// A parser for `codec`; a decoder left by an earlier parser of the same format is reused.
-    pub fn new(codec: sys::cudaVideoCodec, reuse: Option<Arc<Decoder>>) -> Result<Parser> {
+    /// A parser for `codec` whose timestamps count `clock_rate` ticks a second (0: 10 MHz);
+    /// a decoder left by an earlier parser is reused if it fits the new sequence.
+    pub fn new(
+        codec: sys::cudaVideoCodec,
+        clock_rate: u32,
+        reuse: Option<Arc<Decoder>>,
+    ) -> Result<Parser> {
         let api = api()?;
         let mut state = Box::new(State {
             api,
@@ -127,9 +136,13 @@ impl Parser {
         let mut p = sys::CUVIDPARSERPARAMS {
             CodecType: codec,
             ulMaxNumDecodeSurfaces: 1,
-            ulClockRate: 0,
+            ulClockRate: clock_rate,
             ulErrorThreshold: 0,
-            ulMaxDisplayDelay: 0,
+            // Pictures wait this long for display so that decoding overlaps the stages after
+            // it (dynlink_nvcuvid.h advises 2-4; FFmpeg cuviddec uses 4). Safe here: every
+            // packet's displayed pictures are drained before the next, and the end of a
+            // segment flushes the rest. Decode surfaces cover it (EXTRA_SURFACES).
+            ulMaxDisplayDelay: DISPLAY_DELAY,
             pUserData: &mut *state as *mut State as *mut c_void,
             pfnSequenceCallback: Some(on_sequence),
             pfnDecodePicture: Some(on_decode),
@@ -145,10 +158,15 @@ impl Parser {
         Ok(Parser { handle, state })
     }
 
-    /// Feeds one packet of Annex-B data with its timestamp; `end` flushes the parser, which
-    /// then displays every picture it still holds. Returns the first error a callback met.
-    pub fn parse(&mut self, data: &[u8], timestamp: i64, end: bool) -> Result<()> {
-        let mut flags = sys::CUVID_PKT_TIMESTAMP;
+    /// Feeds one packet of Annex-B data with its timestamp, if it has one (FFmpeg cuviddec
+    /// sets CUVID_PKT_TIMESTAMP only then, rather than inventing 0); `end` flushes the parser,
+    /// which then displays every picture it still holds. Returns the first error a callback
+    /// met.
+    pub fn parse(&mut self, data: &[u8], timestamp: Option<i64>, end: bool) -> Result<()> {
+        let mut flags = 0;
+        if timestamp.is_some() {
+            flags |= sys::CUVID_PKT_TIMESTAMP;
+        }
         if end {
             flags |= sys::CUVID_PKT_ENDOFSTREAM;
         }
@@ -160,7 +178,7 @@ impl Parser {
             } else {
                 data.as_ptr()
             },
-            timestamp,
+            timestamp: timestamp.unwrap_or(0),
         };
         // SAFETY: `pkt` points at `data`, which lives for the call; callbacks only touch
         // `self.state`, which is not otherwise borrowed during the call.
@@ -181,15 +199,36 @@ impl Parser {
         self.state.decoder.as_ref()
     }
 
-    /// Maps displayed picture `d` as device memory.
-    pub fn map(&self, d: Display) -> Result<Mapped> {
+    /// Maps displayed picture `d` as device memory, once NVDEC says it decoded without error
+    /// (`cuvidGetDecodeStatus`, as NVIDIA's NvDecoder.cpp checks before mapping; real-gpu-rules
+    /// R12). A concealed error is passed on with a warning, a plain error fails.
+    ///
+    /// NVDEC's post-processing into the mapped surface runs on `stream` (`output_stream`),
+    /// not the legacy stream, which would serialise every session (real-gpu-rules.md R6): the
+    /// picture is there once `stream` is synchronised.
+    pub fn map(&self, d: Display, stream: sys::CUstream) -> Result<Mapped> {
         let decoder = self
             .state
             .decoder
             .clone()
             .ok_or_else(|| NvdecError::Unsupported("a picture before any sequence".into()))?;
+        let mut status = sys::_CUVIDGETDECODESTATUS::default();
+        // SAFETY: the decoder handle is live (held by the Arc); `status` is a local.
+        check("cuvidGetDecodeStatus", unsafe {
+            (decoder.api.decode_status)(decoder.handle, d.index, &mut status)
+        })?;
+        match status.decodeStatus {
+            sys::cuvidDecodeStatus_Error => {
+                return Err(NvdecError::Corrupt(d.timestamp));
+            }
+            sys::cuvidDecodeStatus_Error_Concealed => {
+                tracing::warn!(pts = d.timestamp, "NVDEC concealed a decode error");
+            }
+            _ => {}
+        }
         let mut proc_params = sys::CUVIDPROCPARAMS {
             progressive_frame: 1,
+            output_stream: stream,
             ..Default::default()
         };
         let (mut ptr, mut pitch) = (0u64, 0u32);
@@ -292,8 +331,16 @@ impl State {
             f.coded_height,
             [a.left, a.top, a.right, a.bottom],
         );
-        if self.decoder.as_ref().is_some_and(|d| d.key == key) {
-            return Ok(surfaces);
+        // Reused only if it has the surfaces this sequence needs: the callback's return value
+        // sets how many the parser cycles through, and a picture index past the decoder's
+        // count fails cuvidDecodePicture (dynlink_nvcuvid.h; NVIDIA NvDecoder.cpp reconfigures
+        // for the same reason). Real-gpu-rules.md R3.
+        if let Some(d) = self
+            .decoder
+            .as_ref()
+            .filter(|d| d.key == key && d.surfaces >= surfaces)
+        {
+            return Ok(d.surfaces);
         }
         let (w, h) = ((a.right - a.left) as u32, (a.bottom - a.top) as u32);
         let mut ci = sys::CUVIDDECODECREATEINFO {
@@ -330,6 +377,7 @@ impl State {
             width: w,
             height: h,
             key,
+            surfaces,
         }));
         Ok(surfaces)
     }

@@ -18,15 +18,20 @@ pub const fn struct_version(v: u32) -> u32 {
 pub enum NvencError {
     #[error("not available: {0}")]
     NotAvailable(String),
-    #[error("{call} failed: {} ({code})", status_name(*.code))]
-    Status { call: &'static str, code: i32 },
+    /// `detail` is the driver's own words (`nvEncGetLastErrorString`), when it had any.
+    #[error("{call} failed: {} ({code}){}", status_name(*.code), detail_suffix(.detail))]
+    Status {
+        call: &'static str,
+        code: i32,
+        detail: String,
+    },
 }
 
 impl NvencError {
     /// The driver refused another session (consumer cards' concurrent session limit; the
     /// driver reports it as out of memory or an incompatible client key).
     pub fn is_session_limit(&self) -> bool {
-        matches!(self, NvencError::Status { call: "nvEncOpenEncodeSessionEx", code }
+        matches!(self, NvencError::Status { call: "nvEncOpenEncodeSessionEx", code, .. }
             if *code as u32 == sys::NV_ENC_ERR_OUT_OF_MEMORY
                 || *code as u32 == sys::NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY)
     }
@@ -60,6 +65,14 @@ pub fn status_name(code: i32) -> &'static str {
     }
 }
 
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
 /// Turns a status into a result.
 pub fn check(call: &'static str, status: sys::NVENCSTATUS) -> Result<()> {
     if status == sys::NV_ENC_SUCCESS {
@@ -68,6 +81,7 @@ pub fn check(call: &'static str, status: sys::NVENCSTATUS) -> Result<()> {
         Err(NvencError::Status {
             call,
             code: status as i32,
+            detail: String::new(),
         })
     }
 }

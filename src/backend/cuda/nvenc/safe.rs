@@ -4,7 +4,7 @@
 //! bitstream buffer and the encoder when dropped. Synchronous mode, no B-frames: one frame
 //! in, one access unit out.
 
-use super::result::{api, call, struct_version, Api, Handle, Result};
+use super::result::{api, call, struct_version, Api, Handle, NvencError, Result};
 use super::sys;
 use std::ffi::c_void;
 use std::ptr::null_mut;
@@ -53,6 +53,15 @@ pub const H264_HIGH: sys::GUID = guid(
     0x4f7a,
     0x4b89,
     [0xaf, 0x2a, 0xd5, 0x37, 0xc9, 0x2b, 0xe3, 0x10],
+);
+
+/// NV_ENC_H264_PROFILE_CONSTRAINED_HIGH_GUID (nvEncodeAPI.h): High without B-frames, as
+/// Livepeer's H264ConstrainedHigh asks.
+pub const H264_CONSTRAINED_HIGH: sys::GUID = guid(
+    0xaec1bd87,
+    0xe85b,
+    0x48f2,
+    [0x84, 0xc3, 0x98, 0xbc, 0xa6, 0x28, 0x50, 0x72],
 );
 
 pub const HEVC_MAIN: sys::GUID = guid(
@@ -109,6 +118,9 @@ pub struct Session {
     /// Registered device buffers: (device pointer, registration).
     registered: Vec<(u64, Handle)>,
     size: (u32, u32),
+    initialised: bool,
+    /// No picture was sent since the last end of stream.
+    flushed: bool,
 }
 
 // SAFETY: an NVENC session may be used from any thread as long as calls are not concurrent;
@@ -144,6 +156,8 @@ impl Session {
             bitstream: null_mut(),
             registered: Vec::new(),
             size: (0, 0),
+            initialised: false,
+            flushed: true,
         })
     }
 
@@ -219,7 +233,10 @@ impl Session {
         rc.maxBitRate = c.bitrate;
         rc.vbvBufferSize = c.bitrate;
         rc.vbvInitialDelay = c.bitrate;
+        // No lookahead: the P6/P7 presets may enable it, and then synchronous encoding answers
+        // NV_ENC_ERR_NEED_MORE_INPUT (FFmpeg nvenc.c) where we expect a picture.
         rc.lookaheadDepth = 0;
+        rc.set_enableLookahead(0);
         if same(&c.codec, &CODEC_HEVC) {
             // SAFETY: the preset was requested for HEVC, so the union holds `hevcConfig`.
             let hevc = unsafe { &mut cfg.encodeCodecConfig.hevcConfig };
@@ -250,7 +267,8 @@ impl Session {
             bufferFormat: sys::NV_ENC_BUFFER_FORMAT_NV12,
             ..Default::default()
         };
-        call!(self.api, nvEncInitializeEncoder(self.encoder, &mut init))?;
+        call!(self.api, nvEncInitializeEncoder(self.encoder, &mut init))
+            .map_err(|e| self.detail(e))?;
         let mut b = sys::NV_ENC_CREATE_BITSTREAM_BUFFER {
             version: struct_version(1),
             ..Default::default()
@@ -258,6 +276,7 @@ impl Session {
         call!(self.api, nvEncCreateBitstreamBuffer(self.encoder, &mut b))?;
         self.bitstream = b.bitstreamBuffer;
         self.size = (c.width, c.height);
+        self.initialised = true;
         Ok(())
     }
 
@@ -296,7 +315,7 @@ impl Session {
             bufferUsage: sys::NV_ENC_INPUT_IMAGE,
             ..Default::default()
         };
-        call!(self.api, nvEncRegisterResource(self.encoder, &mut r))?;
+        call!(self.api, nvEncRegisterResource(self.encoder, &mut r)).map_err(|e| self.detail(e))?;
         self.registered.push((ptr, r.registeredResource));
         Ok(r.registeredResource)
     }
@@ -357,7 +376,8 @@ impl Session {
             pictureStruct: sys::NV_ENC_PIC_STRUCT_FRAME,
             ..Default::default()
         };
-        call!(self.api, nvEncEncodePicture(self.encoder, &mut pic))?;
+        self.flushed = false;
+        call!(self.api, nvEncEncodePicture(self.encoder, &mut pic)).map_err(|e| self.detail(e))?;
         let mut lock = sys::NV_ENC_LOCK_BITSTREAM {
             version: struct_version(1),
             outputBitstream: self.bitstream,
@@ -375,8 +395,9 @@ impl Session {
         call!(self.api, nvEncUnlockBitstream(self.encoder, self.bitstream))?;
         Ok(Encoded {
             pts: lock.outputTimeStamp as i64,
-            keyframe: lock.pictureType == sys::NV_ENC_PIC_TYPE_IDR
-                || lock.pictureType == sys::NV_ENC_PIC_TYPE_I,
+            // Only an IDR starts a decodable stream; FFmpeg's nvenc.c flags only IDR as a key
+            // frame too (process_output_surface).
+            keyframe: lock.pictureType == sys::NV_ENC_PIC_TYPE_IDR,
         })
     }
 
@@ -387,14 +408,41 @@ impl Session {
             encodePicFlags: sys::NV_ENC_PIC_FLAG_EOS,
             ..Default::default()
         };
-        call!(self.api, nvEncEncodePicture(self.encoder, &mut pic))
+        call!(self.api, nvEncEncodePicture(self.encoder, &mut pic)).map_err(|e| self.detail(e))?;
+        self.flushed = true;
+        Ok(())
+    }
+
+    /// `e` with the driver's last error text for this session (`nvEncGetLastErrorString`),
+    /// which says what a status code does not (an unsupported parameter, by name).
+    fn detail(&self, e: NvencError) -> NvencError {
+        let (NvencError::Status { call, code, .. }, Some(f)) =
+            (&e, self.api.fns.nvEncGetLastErrorString)
+        else {
+            return e;
+        };
+        // SAFETY: the encoder handle is live; the driver returns a NUL-terminated string it
+        // owns (or null), valid until the next call on this session, copied at once.
+        let text = unsafe {
+            let p = f(self.encoder);
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        NvencError::Status {
+            call,
+            code: *code,
+            detail: text.unwrap_or_default().trim().to_string(),
+        }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         // Errors on teardown cannot be acted on; the driver frees what it still holds with
-        // the encoder.
+        // the encoder. "The encoder has to be flushed before it can be closed" (FFmpeg
+        // nvenc.c, ff_nvenc_encode_close), so an initialised session gets its end of stream.
+        if self.initialised && !self.flushed {
+            let _ = self.end_of_stream();
+        }
         for (_, h) in self.registered.drain(..) {
             let _ = call!(self.api, nvEncUnregisterResource(self.encoder, h));
         }
