@@ -211,6 +211,10 @@ fn gpu_check_runs_and_compares_on_the_simulated_driver() {
         // below the CPU encoder on this tiny clip; on a GPU the default (1 dB) applies.
         "--psnr-tolerance",
         "8",
+        "--max-sessions",
+        "2",
+        "--diffuse-size",
+        "64x64",
         "--work",
     ];
     let run = |env: &[(&str, &str)]| {
@@ -250,6 +254,24 @@ fn gpu_check_runs_and_compares_on_the_simulated_driver() {
         out.contains("gpu-check: OK") && out.contains("media s/s"),
         "{out}"
     );
+    // The bring-up facts: the driver's CUDA version and the kernel image the GPU loads.
+    assert!(
+        out.contains("driver: CUDA 12.9") && out.contains("kernel: cubin sm_90"),
+        "{out}"
+    );
+    // The AI stage: the same bytes whether the frames were scaled on the CPU or the GPU.
+    assert!(
+        out.contains("diffuse seg0.ts: cpu and cuda-scale identical"),
+        "{out}"
+    );
+    // A row per GPU and session count, each real-time or not.
+    for n in [1, 2] {
+        let row = out
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq(["0", &n.to_string()]))
+            .unwrap_or_else(|| panic!("no row for {n} sessions: {out}"));
+        assert!(row.ends_with('x'), "{row}");
+    }
     // Without a driver: a clear "no usable CUDA device", exit 2.
     let o = run(&[]);
     assert_eq!(o.status.code(), Some(2));
@@ -366,4 +388,47 @@ fn pool_memory(p: u64) -> i32 {
             lib.get(b"gpuworker_sim_is_pool_memory").unwrap();
         f(p)
     }
+}
+
+/// real-gpu-rules.md R13: a container started without the `video` driver capability has
+/// libcuda but neither libnvcuvid nor libnvidia-encode; `probe` says why and what to set,
+/// and the GPU still scales (decode and encode on the CPU). It also reports the driver's CUDA
+/// version.
+#[test]
+fn probe_explains_a_container_without_the_video_capability() {
+    let dir = scratch("cuda_sim_no_video");
+    for name in ["libcuda.so.1", "libcuda.so"] {
+        let _ = std::fs::remove_file(dir.join(name));
+        std::os::unix::fs::symlink(std::path::Path::new(SIM_DIR).join(name), dir.join(name))
+            .unwrap();
+    }
+    let probe = |env: &[(&str, &str)]| -> serde_json::Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_gpuworker"))
+            .args(["probe", "--json"])
+            .env_remove("NVIDIA_DRIVER_CAPABILITIES")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["cuda"].clone()
+    };
+    let lib = dir.to_str().unwrap();
+    let g = probe(&[
+        ("LD_LIBRARY_PATH", lib),
+        ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+        ("GPUWORKER_SIM_DRIVER", "12080"),
+    ]);
+    let why = g["video_libraries"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("includes 'video'") && why.contains("'compute,utility'"),
+        "{g}"
+    );
+    assert_eq!(g["driver_cuda"], "12.8", "{g}");
+    assert_eq!(
+        g["devices"][0]["path"], "cpu decode → cuda scale → cpu encode (libx264)",
+        "{g}"
+    );
+    // With the video libraries there is nothing to explain.
+    let g = probe(&[("LD_LIBRARY_PATH", SIM_DIR)]);
+    assert_eq!(g["video_libraries"], serde_json::Value::Null, "{g}");
+    assert_eq!(g["driver_cuda"], "12.9", "{g}");
 }

@@ -148,7 +148,12 @@ fn injected_nvdec_and_nvenc_errors_fail_only_their_segment() {
             "seg1",
         ),
         ("nvEncEncodePicture:32:5", "device does not exist", "seg1"),
-        ("nvEncEncodePicture:33:8", "invalid parameter", "seg1"),
+        // With the driver's own words (nvEncGetLastErrorString).
+        (
+            "nvEncEncodePicture:33:8",
+            "invalid parameter (8): simulated failure of nvEncEncodePicture",
+            "seg1",
+        ),
         (
             "nvEncRegisterResource:2:23",
             "resource register failed",
@@ -342,6 +347,13 @@ fn probe_reports_the_video_engines() {
     // A consumer card: the session limit is found by opening sessions.
     let d = probe(&[("GPUWORKER_SIM_NVENC_SESSIONS", "5")]);
     assert_eq!(d["engines"]["nvenc_session_limit"], 5, "{d}");
+    // A driver newer than our headers (R570 speaks NVENC API 13.0) serves our 11.1 calls.
+    let d = probe(&[("GPUWORKER_SIM_NVENC_API", "13.0")]);
+    assert_eq!(
+        d["engines"]["nvenc"],
+        serde_json::json!(["h264", "hevc"]),
+        "{d}"
+    );
     // A GeForce driver counts the cap across processes: with 6 of 8 sessions held by another
     // program (the lock files the simulated driver keeps per session), 2 are left.
     let system = scratch("engines_system_cap");

@@ -71,6 +71,9 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
                 .unwrap_or("not probed")
         );
     }
+    if let Some(v) = &g.driver_cuda {
+        println!("           driver: CUDA {v}");
+    }
     for l in &g.libraries {
         println!(
             "           {:<24} {:<12} {}",
@@ -78,6 +81,9 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
             l.role,
             if l.found { "found" } else { "not found" }
         );
+    }
+    if let Some(why) = &g.video_libraries {
+        println!("           note: {why}");
     }
     println!(
         "           kernels built in: {}",

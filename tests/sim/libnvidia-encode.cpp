@@ -92,10 +92,15 @@ struct Report {
 
 bool same(const GUID& a, const GUID& b) { return memcmp(&a, &b, sizeof a) == 0; }
 
+// An injected failure also leaves its words for nvEncGetLastErrorString.
+thread_local std::string injected_text;
 #define CHECK_FAIL(name)                                          \
     do {                                                          \
         int e_ = sim::injected("libnvidia-encode", #name);        \
-        if (e_) return (NVENCSTATUS)e_;                           \
+        if (e_) {                                                 \
+            injected_text = "simulated failure of " #name;        \
+            return (NVENCSTATUS)e_;                               \
+        }                                                         \
     } while (0)
 #define SESSION(enc)                                              \
     auto* s = (Session*)(enc);                                    \
@@ -532,7 +537,7 @@ const char* GetLastErrorString(void* enc) {
     std::lock_guard<std::mutex> g(mu);
     auto* s = (Session*)enc;
     if (!sessions.count(s)) return nullptr;
-    return s->last_error.c_str();
+    return s->last_error.empty() ? injected_text.c_str() : s->last_error.c_str();
 }
 
 NVENCSTATUS OpenEncodeSessionEx(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS* p, void** enc) {
@@ -570,10 +575,15 @@ NVENCSTATUS OpenEncodeSessionEx(NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS* p, void** 
 
 extern "C" {
 
+// The newest API the driver speaks: the headers' (11.1) unless GPUWORKER_SIM_NVENC_API says
+// otherwise (R535-R570 drivers answer 12.1-13.0). A driver serves every older API version a
+// client asks for in its struct versions (nvEncodeAPI.h, NvEncodeAPIGetMaxSupportedVersion).
 NVENCSTATUS NvEncodeAPIGetMaxSupportedVersion(uint32_t* v) {
     CHECK_FAIL(NvEncodeAPIGetMaxSupportedVersion);
     if (!v) return NV_ENC_ERR_INVALID_PTR;
-    *v = (NVENCAPI_MAJOR_VERSION << 4) | NVENCAPI_MINOR_VERSION;
+    unsigned major = NVENCAPI_MAJOR_VERSION, minor = NVENCAPI_MINOR_VERSION;
+    if (const char* api = getenv("GPUWORKER_SIM_NVENC_API")) sscanf(api, "%u.%u", &major, &minor);
+    *v = (major << 4) | minor;
     return NV_ENC_SUCCESS;
 }
 

@@ -40,8 +40,13 @@ pub struct CudaInfo {
     /// Architectures with a cubin of the scaling kernel built into this binary (empty: the
     /// build had no NVRTC, and a GPU machine then compiles the embedded source with libnvrtc).
     pub kernel_cubins: Vec<&'static str>,
+    /// The CUDA version the driver supports, e.g. "12.9" (cuDriverGetVersion).
+    pub driver_cuda: Option<String>,
     /// The CUDA devices the driver reports.
     pub devices: Vec<GpuDevice>,
+    /// Why the video engines are missing where the CUDA driver is not (a container without
+    /// the `video` driver capability).
+    pub video_libraries: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,13 +151,41 @@ pub fn probe() -> CudaInfo {
         Ok(d) => (d, None),
         Err(e) => (Vec::new(), Some(format!("not available: {e}"))),
     };
+    let driver_cuda = devices.first().and_then(|_| {
+        let mut v = 0i32;
+        // SAFETY: the driver is loaded and initialised (devices were listed); `v` is a local.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) }
+            .result()
+            .ok()?;
+        Some(format!("{}.{}", v / 1000, (v % 1000) / 10))
+    });
+    let video_libraries = (driver && !(libraries[1].found && libraries[2].found))
+        .then(|| video_capability_hint(std::env::var("NVIDIA_DRIVER_CAPABILITIES").ok()));
     CudaInfo {
         available: reason.is_none(),
         reason,
         libraries,
         kernel_cubins: kernels::embedded_architectures("scale_nv12"),
+        driver_cuda,
         devices,
+        video_libraries,
     }
+}
+
+/// Real-gpu-rules.md R13: inside a container the NVIDIA runtime mounts libnvcuvid and
+/// libnvidia-encode only when NVIDIA_DRIVER_CAPABILITIES includes `video` (or `all`);
+/// without them sessions quietly decode and encode on the CPU.
+pub fn video_capability_hint(capabilities: Option<String>) -> String {
+    let now = match capabilities {
+        Some(c) => format!("it is '{c}'"),
+        None => "it is not set, which means 'utility,compute'".into(),
+    };
+    format!(
+        "the CUDA driver is here but NVDEC/NVENC libraries are not: in a container they are \
+         mounted only when NVIDIA_DRIVER_CAPABILITIES includes 'video' ({now}); set it to \
+         'compute,video,utility' or 'all' (go-livepeer's image uses 'all'). Until then sessions \
+         decode and encode on the CPU"
+    )
 }
 
 /// Free memory of CUDA device `index` in bytes (its primary context is made current).
