@@ -206,3 +206,27 @@ fn transcode_and_bench_with_a_diffuse_stage() {
         .unwrap_or(0.0);
     assert!(fps > 0.0, "{r}");
 }
+
+/// A text encoder saved by transformers 5 has no `text_model.` prefix on its keys (issue 14:
+/// such a checkpoint failed with "cannot find tensor text_model.encoder.layers.0…"); it loads
+/// and embeds exactly as the prefixed layout of the same weights.
+#[test]
+fn both_clip_key_layouts_load_the_same_text_encoder() {
+    let (d, m) = model(TinyKind::Sd, "clip_keys");
+    let file = d.0.join("model/text_encoder/model.safetensors");
+    let device = candle_core::Device::Cpu;
+    let tensors = candle_core::safetensors::load(&file, &device).unwrap();
+    assert!(tensors.keys().all(|k| k.starts_with("text_model.")));
+    let stripped: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| (k.trim_start_matches("text_model.").to_string(), t))
+        .collect();
+    candle_core::safetensors::save(&stripped, &file).unwrap();
+    let m5 = Model::load(
+        &d.0.join("model"),
+        gpuworker::diffusion::device(None).unwrap(),
+    )
+    .expect("transformers 5 layout");
+    let r = t2i(5, "a cat and the dog");
+    assert_eq!(m.generate(&r).unwrap(), m5.generate(&r).unwrap());
+}

@@ -71,12 +71,30 @@ fn weights(
     device: &Device,
 ) -> Result<VarBuilder<'static>, DiffusionError> {
     let path = files.weights(component)?;
-    let tensors =
+    let mut tensors =
         candle_core::safetensors::load(&path, device).map_err(|e| DiffusionError::Model {
             dir: files.dir.clone(),
             problem: format!("{}: {e}", path.display()),
         })?;
+    if component == "text_encoder" {
+        tensors = clip_keys(tensors);
+    }
     Ok(VarBuilder::from_tensors(tensors, dtype, device))
+}
+
+/// CLIP text encoders come in two key layouts: `text_model.encoder.layers.0…` (transformers 4,
+/// and every checkpoint on the hub from before it) and `encoder.layers.0…` (transformers 5
+/// saves `CLIPTextModel` without the `text_model.` prefix). Both are read as the first.
+fn clip_keys(
+    tensors: std::collections::HashMap<String, candle_core::Tensor>,
+) -> std::collections::HashMap<String, candle_core::Tensor> {
+    if tensors.keys().any(|k| k.starts_with("text_model.")) {
+        return tensors;
+    }
+    tensors
+        .into_iter()
+        .map(|(k, t)| (format!("text_model.{k}"), t))
+        .collect()
 }
 
 /// The UNet `files` describe, its weights from `vb` (a model's files, or the fresh variables

@@ -141,19 +141,17 @@ pub fn plane_shapes(plan: &ScalePlan) -> Vec<(usize, usize, usize)> {
 /// The vertical pass's grid: the widest source plane by the tallest output, one z layer per
 /// plane job.
 pub fn vertical_grid(plan: &ScalePlan) -> (u32, u32, u32) {
-    let shapes = intermediate_shapes(plan);
-    let w = shapes.iter().map(|s| s.0).max().unwrap_or(1) as u32;
-    let h = shapes.iter().map(|s| s.1).max().unwrap_or(1) as u32;
-    (
-        w.div_ceil(SCALE_BLOCK.0),
-        h.div_ceil(SCALE_BLOCK.1),
-        shapes.len() as u32,
-    )
+    grid_over(&intermediate_shapes(plan))
 }
 
 /// The horizontal pass's grid: the largest output plane, one z layer per plane job.
 pub fn horizontal_grid(plan: &ScalePlan) -> (u32, u32, u32) {
-    let shapes = plane_shapes(plan);
+    let shapes: Vec<(usize, usize)> = plane_shapes(plan).iter().map(|s| (s.0, s.1)).collect();
+    grid_over(&shapes)
+}
+
+/// Blocks covering the widest and the tallest of `shapes` (width, height), one z layer each.
+fn grid_over(shapes: &[(usize, usize)]) -> (u32, u32, u32) {
     let w = shapes.iter().map(|s| s.0).max().unwrap_or(1) as u32;
     let h = shapes.iter().map(|s| s.1).max().unwrap_or(1) as u32;
     (
