@@ -45,6 +45,7 @@ fn t2i(seed: u64, prompt: &str) -> Request {
             width: 64,
             height: 48,
         },
+        latents: None,
     }
 }
 
@@ -77,6 +78,7 @@ fn image_to_image_upscale_and_model_errors() {
             image: img.clone(),
             strength,
         },
+        latents: None,
     };
     let a = m.generate(&req(0.5)).unwrap();
     assert_eq!((a.width, a.height), (40, 24));
@@ -229,4 +231,103 @@ fn both_clip_key_layouts_load_the_same_text_encoder() {
     .expect("transformers 5 layout");
     let r = t2i(5, "a cat and the dog");
     assert_eq!(m.generate(&r).unwrap(), m5.generate(&r).unwrap());
+}
+
+/// Weights as diffusers and transformers save big models: the UNet in two shards with a
+/// `diffusion_pytorch_model.safetensors.index.json`, the VAE as the `fp16` variant file; the
+/// model generates what the single-file original does. A pickle-only component is refused
+/// with what to do, not a bare "missing".
+#[test]
+fn sharded_and_variant_weights_load_and_pickle_is_refused() {
+    let (d, m) = model(TinyKind::Sd, "shards");
+    let dir = d.0.join("model");
+    let device = candle_core::Device::Cpu;
+    let unet = dir.join("unet/diffusion_pytorch_model.safetensors");
+    let tensors = candle_core::safetensors::load(&unet, &device).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    let mut shards = [
+        std::collections::HashMap::new(),
+        std::collections::HashMap::new(),
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let shard = format!(
+            "diffusion_pytorch_model-0000{}-of-00002.safetensors",
+            i % 2 + 1
+        );
+        weight_map.insert(n.to_string(), shard.into());
+        shards[i % 2].insert(n.to_string(), tensors[*n].clone());
+    }
+    for (i, s) in shards.iter().enumerate() {
+        let f = format!("diffusion_pytorch_model-0000{}-of-00002.safetensors", i + 1);
+        candle_core::safetensors::save(s, dir.join("unet").join(f)).unwrap();
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(
+        dir.join("unet/diffusion_pytorch_model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::remove_file(&unet).unwrap();
+    let vae = dir.join("vae/diffusion_pytorch_model.safetensors");
+    std::fs::rename(
+        &vae,
+        dir.join("vae/diffusion_pytorch_model.fp16.safetensors"),
+    )
+    .unwrap();
+    let cpu = || gpuworker::diffusion::device(None).unwrap();
+    let sharded = Model::load(&dir, cpu()).expect("sharded UNet, fp16-variant VAE");
+    let r = t2i(5, "a cat and the dog");
+    assert_eq!(m.generate(&r).unwrap(), sharded.generate(&r).unwrap());
+    // Pickle only.
+    let te = dir.join("text_encoder");
+    std::fs::rename(te.join("model.safetensors"), te.join("pytorch_model.bin")).unwrap();
+    let e = Model::load(&dir, cpu()).err().expect("refused").to_string();
+    assert!(
+        e.contains("text_encoder/pytorch_model.bin holds pickle weights")
+            && e.contains("safetensors"),
+        "{e}"
+    );
+}
+
+/// `--latents`: text-to-image from given initial latents (a NumPy float32 array, as diffusers'
+/// `latents=`). The seed's own noise written as such a file gives the very same image, so the
+/// latents replace exactly the first draw; a wrong shape is refused with both shapes.
+#[test]
+fn given_latents_replace_the_seeds_first_draw() {
+    use gpuworker::diffusion::latents::Latents;
+    use gpuworker::diffusion::noise::Noise;
+    let (d, m) = model(TinyKind::Sd, "latents");
+    let channels = m.files.vae.latent_channels;
+    let shape = vec![1, channels, 48 / m.factor(), 64 / m.factor()];
+    let n = shape.iter().product();
+    let npy = d.0.join("seed5.npy");
+    let given = Latents {
+        shape: shape.clone(),
+        data: Noise::new(5).samples(n),
+    };
+    std::fs::write(&npy, given.to_npy()).unwrap();
+    let read = Latents::from_npy(&std::fs::read(&npy).unwrap()).unwrap();
+    let seeded = m.generate(&t2i(5, "a red fox")).unwrap();
+    let from_file = m
+        .generate(&Request {
+            latents: Some(read),
+            seed: 6,
+            ..t2i(6, "a red fox")
+        })
+        .unwrap();
+    assert_eq!(seeded, from_file);
+    let wrong = Latents {
+        shape: vec![1, channels, 2, 2],
+        data: vec![0.0; 4 * channels],
+    };
+    let e = m
+        .generate(&Request {
+            latents: Some(wrong),
+            ..t2i(5, "a red fox")
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("do not fit this size"), "{e}");
 }

@@ -2,6 +2,7 @@
 //! `gpuworker ai-testmodel`, and the `--diffuse` options of `transcode` and `bench`.
 
 use anyhow::Context;
+use gpuworker::diffusion::latents::Latents;
 use gpuworker::diffusion::model::{Model, Request, Task};
 use gpuworker::diffusion::picture::Rgb;
 use gpuworker::diffusion::tiny::{self, TinyKind};
@@ -94,6 +95,11 @@ pub struct AiArgs {
     /// With --prompt: image-to-image strength.
     #[arg(long, default_value_t = 0.8)]
     pub strength: f64,
+    /// With --prompt (text-to-image): start from these latents instead of the seed's noise, a
+    /// NumPy float32 array [1, 4, height/8, width/8] (`numpy.save`), as diffusers' `latents=`:
+    /// for comparing our output with another implementation's from the same start.
+    #[arg(long)]
+    pub latents: Option<PathBuf>,
 }
 
 fn load(dir: &Path, cuda: Option<usize>) -> anyhow::Result<Model> {
@@ -178,6 +184,13 @@ fn once(args: &AiArgs, model: &Model, prompt: &str) -> anyhow::Result<i32> {
         steps: args.steps,
         seed: args.seed,
         task,
+        latents: match &args.latents {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+                Some(Latents::from_npy(&bytes).with_context(|| format!("{}", path.display()))?)
+            }
+            None => None,
+        },
     };
     let t = std::time::Instant::now();
     let img = model.generate(&req)?;

@@ -217,28 +217,70 @@ impl ModelFiles {
         })
     }
 
-    /// The weights of a component: the fp32 file, else the fp16 variant.
-    pub fn weights(&self, component: &str) -> Result<PathBuf, DiffusionError> {
-        let stem = if component == "text_encoder" {
-            "model"
+    /// The safetensors files holding a component's weights, in the layouts diffusers and
+    /// transformers save: one file, fp32 or the `fp16` variant, or shards listed by an
+    /// `*.safetensors.index.json` (`weight_map`). Pickle-only (`.bin`) weights are refused with
+    /// what to do: loading them would run arbitrary code, and candle does not.
+    pub fn weights(&self, component: &str) -> Result<Vec<PathBuf>, DiffusionError> {
+        let (stem, pickle) = if component == "text_encoder" {
+            ("model", "pytorch_model")
         } else {
-            "diffusion_pytorch_model"
+            ("diffusion_pytorch_model", "diffusion_pytorch_model")
         };
-        for name in [
-            format!("{stem}.safetensors"),
-            format!("{stem}.fp16.safetensors"),
-        ] {
-            let p = self.dir.join(component).join(name);
-            if p.is_file() {
-                return Ok(p);
+        let dir = self.dir.join(component);
+        let bad = |problem: String| DiffusionError::Model {
+            dir: self.dir.clone(),
+            problem,
+        };
+        for variant in ["", ".fp16"] {
+            let single = dir.join(format!("{stem}{variant}.safetensors"));
+            if single.is_file() {
+                return Ok(vec![single]);
+            }
+            let index = dir.join(format!("{stem}{variant}.safetensors.index.json"));
+            if index.is_file() {
+                let rel = format!("{component}/{}", file_name(&index));
+                let text =
+                    std::fs::read_to_string(&index).map_err(|e| bad(format!("{rel}: {e}")))?;
+                let v: Value =
+                    serde_json::from_str(&text).map_err(|e| bad(format!("{rel}: {e}")))?;
+                let map = v["weight_map"]
+                    .as_object()
+                    .ok_or_else(|| bad(format!("{rel}: no weight_map")))?;
+                let mut shards: Vec<PathBuf> = Vec::new();
+                for file in map.values() {
+                    let f = file
+                        .as_str()
+                        .filter(|f| !f.contains('/') && f.ends_with(".safetensors"))
+                        .ok_or_else(|| bad(format!("{rel}: bad shard name {file}")))?;
+                    let p = dir.join(f);
+                    if !shards.contains(&p) {
+                        if !p.is_file() {
+                            return Err(bad(format!(
+                                "{component}/{f} (listed in {rel}) is missing"
+                            )));
+                        }
+                        shards.push(p);
+                    }
+                }
+                return Ok(shards);
             }
         }
-        Err(DiffusionError::Model {
-            dir: self.dir.clone(),
-            problem: format!(
-                "{component}/{stem}.safetensors is missing (only safetensors weights are read)"
-            ),
-        })
+        for variant in ["", ".fp16"] {
+            let bin = dir.join(format!("{pickle}{variant}.bin"));
+            if bin.is_file() {
+                return Err(bad(format!(
+                    "{component}/{} holds pickle weights, which this worker does not load \
+                     (they can run code): convert the model to safetensors, e.g. in Python \
+                     `DiffusionPipeline.from_pretrained(dir).save_pretrained(dir, \
+                     safe_serialization=True)`",
+                    file_name(&bin)
+                )));
+            }
+        }
+        Err(bad(format!(
+            "{component}/{stem}.safetensors is missing (nor an fp16 variant or a sharded index)"
+        )))
     }
 
     pub fn unet_config(&self) -> unet_2d::UNet2DConditionModelConfig {
@@ -296,4 +338,9 @@ impl ModelFiles {
             .in_channels
             .saturating_sub(self.vae.latent_channels)
     }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }

@@ -5,10 +5,12 @@
 //! Follow one request: [`config`] reads the directory, [`model::Model::load`] builds the
 //! [`tokenizer`], [`text_encoder`], candle's UNet and VAE (plus our deterministic
 //! [`vae_encoder`]); [`model::Model::generate`] conditions on the prompt, draws seeded
-//! [`noise`], runs the [`scheduler`] loop and decodes to a [`picture::Rgb`]. [`memory`]
+//! [`noise`] (or takes the caller's [`latents`]), runs the [`scheduler`] loop and decodes to a
+//! [`picture::Rgb`]. [`memory`]
 //! refuses what would not fit; [`video`] applies image-to-image to decoded video frames.
 
 pub mod config;
+pub mod latents;
 pub mod memory;
 pub mod model;
 pub mod noise;

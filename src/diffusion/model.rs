@@ -41,6 +41,10 @@ pub struct Request {
     pub steps: usize,
     pub seed: u64,
     pub task: Task,
+    /// Text-to-image: start from these latents (`[1, channels, height / f, width / f]`, as
+    /// diffusers' `latents=`) instead of the seed's noise; the seed still drives any later
+    /// noise (ancestral schedulers).
+    pub latents: Option<super::latents::Latents>,
 }
 
 /// Prompt embeddings, computed once per prompt (the video stage reuses them every frame).
@@ -70,12 +74,15 @@ fn weights(
     dtype: DType,
     device: &Device,
 ) -> Result<VarBuilder<'static>, DiffusionError> {
-    let path = files.weights(component)?;
-    let mut tensors =
-        candle_core::safetensors::load(&path, device).map_err(|e| DiffusionError::Model {
-            dir: files.dir.clone(),
-            problem: format!("{}: {e}", path.display()),
-        })?;
+    let mut tensors = std::collections::HashMap::new();
+    for path in files.weights(component)? {
+        let shard =
+            candle_core::safetensors::load(&path, device).map_err(|e| DiffusionError::Model {
+                dir: files.dir.clone(),
+                problem: format!("{}: {e}", path.display()),
+            })?;
+        tensors.extend(shard);
+    }
     if component == "text_encoder" {
         tensors = clip_keys(tensors);
     }
@@ -243,9 +250,19 @@ impl Model {
             });
         }
         let mut noise = Noise::new(req.seed);
+        if req.latents.is_some() && !matches!(req.task, Task::Text { .. }) {
+            return Err(DiffusionError::Input(
+                "latents are taken for text-to-image only".into(),
+            ));
+        }
         let out = match &req.task {
             Task::Text { .. } => {
-                self.sample_from_noise(cond, latent, req.steps, None, &mut noise)?
+                let start = req
+                    .latents
+                    .as_ref()
+                    .map(|l| self.given_latents(l, latent))
+                    .transpose()?;
+                self.sample_from_noise(cond, latent, req.steps, None, start, &mut noise)?
             }
             Task::Image { image, strength } => {
                 let x = image.to_tensor(&self.device, self.dtype)?;
@@ -253,26 +270,51 @@ impl Model {
             }
             Task::Upscale { image } => {
                 let x = image.to_tensor(&self.device, self.dtype)?;
-                self.sample_from_noise(cond, latent, req.steps, Some(&x), &mut noise)?
+                self.sample_from_noise(cond, latent, req.steps, Some(&x), None, &mut noise)?
             }
         };
         Ok(Rgb::from_tensor(&out)?)
     }
 
+    /// The caller's latents as a tensor on the model's device, if their shape is the one a
+    /// `latent`-sized generation starts from.
+    fn given_latents(
+        &self,
+        l: &super::latents::Latents,
+        (lh, lw): (usize, usize),
+    ) -> Result<Tensor, DiffusionError> {
+        let want = [1, self.files.vae.latent_channels, lh, lw];
+        if l.shape != want {
+            return Err(DiffusionError::Input(format!(
+                "latents of shape {:?} do not fit this size: expected {want:?}",
+                l.shape
+            )));
+        }
+        Ok(
+            Tensor::from_vec(l.data.clone(), &want, &candle_core::Device::Cpu)?
+                .to_device(&self.device)?,
+        )
+    }
+
     /// Text-to-image, or upscaling when `image` (the low-resolution input beside the latents)
-    /// is given: the whole schedule from pure noise of `latent` size.
+    /// is given: the whole schedule from pure noise of `latent` size, or from `start`.
     fn sample_from_noise(
         &self,
         cond: &Conditioning,
         (lh, lw): (usize, usize),
         steps: usize,
         image: Option<&Tensor>,
+        start: Option<Tensor>,
         noise: &mut Noise,
     ) -> Result<Tensor, DiffusionError> {
         let sched = Scheduler::new(&self.files.scheduler, steps);
         let shape = [1, self.files.vae.latent_channels, lh, lw];
-        let x =
-            (noise.tensor(&shape, &self.device)?.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
+        // diffusers' prepare_latents scales given latents by init_noise_sigma too.
+        let start = match start {
+            Some(t) => t,
+            None => noise.tensor(&shape, &self.device)?,
+        };
+        let x = (start.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
         let x = self.denoise(cond, &sched, 0, x, image, noise)?;
         self.decode(&x)
     }

@@ -413,6 +413,7 @@ pub fn job(
             steps,
             seed: seed as u64,
             task,
+            latents: None,
         },
         seed,
         images: images as usize,
