@@ -331,3 +331,35 @@ fn given_latents_replace_the_seeds_first_draw() {
         .to_string();
     assert!(e.contains("do not fit this size"), "{e}");
 }
+
+/// Prompts tokenize as transformers' CLIPTokenizer does, id for id (tests/data/clip-tokens.json,
+/// written by scripts/tokenizer-reference over the same vocabulary): digits one by one,
+/// contractions, punctuation runs, accents and capitals, CJK, emoji, control and zero-width
+/// characters, the special tokens written out, and prompts cut to the model's length with the
+/// end token kept last.
+#[test]
+fn prompts_tokenize_as_transformers_clip_tokenizer() {
+    use gpuworker::diffusion::tokenizer::PromptTokenizer;
+    let d = tempdir::Dir::new("tokens");
+    tiny::write(&d.0.join("model"), TinyKind::Sd, 7).unwrap();
+    let tok = PromptTokenizer::load(&d.0.join("model/tokenizer")).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/clip-tokens.json")).unwrap();
+    let len = reference["max_length"].as_u64().unwrap() as usize;
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect()
+    };
+    for case in reference["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        assert_eq!(tok.encode(prompt).unwrap(), ids(&case["ids"]), "{prompt:?}");
+        assert_eq!(
+            tok.ids(prompt, len).unwrap(),
+            ids(&case["padded"]),
+            "{prompt:?} padded"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 //! [`picture::Rgb`]. [`memory`]
 //! refuses what would not fit; [`video`] applies image-to-image to decoded video frames.
 
+pub mod clip_bpe;
 pub mod config;
 pub mod latents;
 pub mod memory;

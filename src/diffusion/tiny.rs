@@ -181,16 +181,52 @@ fn reseed(map: &VarMap, seed: u64) -> candle_core::Result<()> {
 }
 
 /// A character-level CLIP vocabulary (each symbol plain and word-final) with a few merges.
+/// A vocabulary built as CLIP's is (`bytes_to_unicode` characters, the same with `</w>`, one
+/// token per merge, then the start and end tokens) with a few dozen English merges: small, but
+/// every byte is a token, so any prompt tokenizes as with the real 49408-token vocabulary.
 fn vocabulary() -> (serde_json::Map<String, serde_json::Value>, String) {
-    let mut tokens: Vec<String> = Vec::new();
-    let symbols = "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-";
-    for c in symbols.chars() {
-        tokens.push(c.to_string());
-    }
-    for c in symbols.chars() {
-        tokens.push(format!("{c}</w>"));
-    }
-    let merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>")];
+    let bytes = super::clip_bpe::byte_chars();
+    // GPT-2's order: the printable bytes first, then the others.
+    let printable =
+        |b: usize| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let order: Vec<char> = (0..256)
+        .filter(|&b| printable(b))
+        .chain((0..256).filter(|&b| !printable(b)))
+        .map(|b| bytes[b])
+        .collect();
+    let mut tokens: Vec<String> = order.iter().map(|c| c.to_string()).collect();
+    tokens.extend(order.iter().map(|c| format!("{c}</w>")));
+    let merges = [
+        ("t", "h"),
+        ("i", "n"),
+        ("a", "n"),
+        ("e", "r"),
+        ("o", "n</w>"),
+        ("th", "e</w>"),
+        ("an", "d</w>"),
+        ("e", "n"),
+        ("o", "r"),
+        ("a", "t</w>"),
+        ("i", "n</w>"),
+        ("t", "o</w>"),
+        ("in", "g</w>"),
+        ("r", "e"),
+        ("o", "f</w>"),
+        ("c", "a"),
+        ("ca", "t</w>"),
+        ("d", "o"),
+        ("do", "g</w>"),
+        ("s", "t"),
+        ("l", "i"),
+        ("g", "h"),
+        ("li", "gh"),
+        ("ligh", "t</w>"),
+        ("p", "h"),
+        ("o", "t"),
+        ("ph", "ot"),
+        ("phot", "o</w>"),
+        ("'", "s</w>"),
+    ];
     for (a, b) in merges {
         tokens.push(format!("{a}{b}"));
     }

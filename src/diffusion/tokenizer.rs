@@ -1,19 +1,23 @@
-//! The prompt tokenizer from `tokenizer/`: a `tokenizer.json` when the model ships one, else
-//! CLIP's byte-pair encoding from `vocab.json` + `merges.txt` (the diffusers layout).
+//! The prompt tokenizer from `tokenizer/`: a `tokenizer.json` when the model ships one (the
+//! fast tokenizer), else CLIP's own byte-pair encoding from `vocab.json` + `merges.txt` (the
+//! diffusers layout), exactly as transformers' CLIPTokenizer runs it (see [`super::clip_bpe`]).
 
+use super::clip_bpe::ClipBpe;
 use super::DiffusionError;
+use std::collections::HashMap;
 use std::path::Path;
-use tokenizers::models::bpe::BPE;
-use tokenizers::normalizers::utils::Lowercase;
-use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::Tokenizer;
 
 pub const BOS: &str = "<|startoftext|>";
 pub const EOS: &str = "<|endoftext|>";
 
+enum Inner {
+    Fast(Box<Tokenizer>),
+    Clip { bpe: Box<ClipBpe>, bos: u32 },
+}
+
 pub struct PromptTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     eos: u32,
     pad: u32,
 }
@@ -26,34 +30,29 @@ impl PromptTokenizer {
         };
         let json = dir.join("tokenizer.json");
         let inner = if json.is_file() {
-            Tokenizer::from_file(&json).map_err(|e| bad(e.to_string()))?
+            Inner::Fast(Box::new(
+                Tokenizer::from_file(&json).map_err(|e| bad(e.to_string()))?,
+            ))
         } else {
-            let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-            let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
-                .end_of_word_suffix("</w>".into())
-                .unk_token(EOS.into())
-                .build()
-                .map_err(|e| bad(format!("vocab.json + merges.txt: {e}")))?;
-            let mut t = Tokenizer::new(bpe);
-            t.with_normalizer(Some(Lowercase))
-                .map_err(|e| bad(e.to_string()))?;
-            t.with_pre_tokenizer(Some(BertPreTokenizer));
-            let id = |tok: &str| {
-                t.token_to_id(tok)
-                    .ok_or_else(|| bad(format!("vocab.json has no {tok}")))
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.join(name)).map_err(|e| bad(format!("{name}: {e}")))
             };
-            let post = TemplateProcessing::builder()
-                .try_single(format!("{BOS} $A {EOS}"))
-                .map_err(|e| bad(e.to_string()))?
-                .special_tokens(vec![(BOS, id(BOS)?), (EOS, id(EOS)?)])
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
-            t.with_post_processor(Some(post));
-            t
+            let vocab: HashMap<String, u32> = serde_json::from_str(&read("vocab.json")?)
+                .map_err(|e| bad(format!("vocab.json: {e}")))?;
+            let bos = *vocab
+                .get(BOS)
+                .ok_or_else(|| bad(format!("vocab.json has no {BOS}")))?;
+            let bpe = ClipBpe::new(vocab, &read("merges.txt")?, EOS).map_err(bad)?;
+            Inner::Clip {
+                bpe: Box::new(bpe),
+                bos,
+            }
         };
-        let eos = inner
-            .token_to_id(EOS)
-            .ok_or_else(|| bad(format!("no {EOS} token")))?;
+        let token_id = |tok: &str| match &inner {
+            Inner::Fast(t) => t.token_to_id(tok),
+            Inner::Clip { bpe, .. } => bpe.token_id(tok),
+        };
+        let eos = token_id(EOS).ok_or_else(|| bad(format!("no {EOS} token")))?;
         // SD 2.x pads with "!" (tokenizer_config.json's pad_token); SD 1.x with the EOS.
         let pad = std::fs::read_to_string(dir.join("tokenizer_config.json"))
             .ok()
@@ -62,18 +61,32 @@ impl PromptTokenizer {
                 serde_json::Value::String(s) => Some(s.clone()),
                 o => o["content"].as_str().map(str::to_string),
             })
-            .and_then(|p| inner.token_to_id(&p))
+            .and_then(|p| token_id(&p))
             .unwrap_or(eos);
         Ok(PromptTokenizer { inner, eos, pad })
     }
 
-    /// Token ids of `prompt`, cut or padded to exactly `len`.
+    /// Token ids of `prompt` with the start and end tokens, uncut.
+    pub fn encode(&self, prompt: &str) -> Result<Vec<u32>, DiffusionError> {
+        Ok(match &self.inner {
+            Inner::Fast(t) => t
+                .encode(prompt, true)
+                .map_err(|e| DiffusionError::Input(format!("prompt cannot be tokenized: {e}")))?
+                .get_ids()
+                .to_vec(),
+            Inner::Clip { bpe, bos } => {
+                let mut ids = vec![*bos];
+                ids.extend(bpe.encode(prompt));
+                ids.push(self.eos);
+                ids
+            }
+        })
+    }
+
+    /// Token ids of `prompt`, cut or padded to exactly `len` (diffusers: `padding="max_length",
+    /// truncation=True`, which keeps the end token last).
     pub fn ids(&self, prompt: &str, len: usize) -> Result<Vec<u32>, DiffusionError> {
-        let enc = self
-            .inner
-            .encode(prompt, true)
-            .map_err(|e| DiffusionError::Input(format!("prompt cannot be tokenized: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
+        let mut ids = self.encode(prompt)?;
         if ids.len() > len {
             ids.truncate(len);
             ids[len - 1] = self.eos;
