@@ -14,7 +14,8 @@ use cudarc::driver::{result, sys, CudaContext, DriverError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The primary context of CUDA device `ordinal`, retained for the life of the process.
+/// The primary context of CUDA device `ordinal`, retained for the life of the process, and
+/// made current on this thread (as `CudaContext::new` makes it).
 pub fn context(ordinal: usize) -> Result<Arc<CudaContext>, DriverError> {
     static TABLE: OnceLock<Mutex<HashMap<usize, Arc<CudaContext>>>> = OnceLock::new();
     let mut table = TABLE
@@ -22,6 +23,8 @@ pub fn context(ordinal: usize) -> Result<Arc<CudaContext>, DriverError> {
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     if let Some(c) = table.get(&ordinal) {
+        // SAFETY: the table holds a retained context, so the handle is valid.
+        unsafe { result::ctx::set_current(c.cu_ctx()) }?;
         return Ok(c.clone());
     }
     result::init()?;

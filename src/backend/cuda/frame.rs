@@ -191,29 +191,34 @@ impl DeviceReader {
         })
     }
 
-    /// Copies `rows` rows of `pitch` bytes from device address `from` into `staging` (after
-    /// what it holds already).
-    fn fetch(&mut self, from: u64, pitch: usize, rows: usize) -> Result<()> {
+    /// Queues a copy of `rows` rows of `pitch` bytes from device address `from` into
+    /// `staging[at..]` (sized by the caller); [`DeviceReader::wait`] before reading it.
+    fn fetch(&mut self, at: usize, from: u64, pitch: usize, rows: usize) -> Result<()> {
         let fail = |e: cudarc::driver::DriverError| Error::Codec {
             stage: "cuda",
             detail: format!("download: {e}"),
         };
         bind(&self.ctx)?;
-        let at = self.staging.len();
-        self.staging.resize(at + pitch * rows, 0);
         let stream = &self.stream;
         // SAFETY: `from` addresses `pitch * rows` bytes of live device memory (the caller's
-        // frame holds its buffer), the staging slice is that long, and the stream is
-        // synchronised before the host reads it.
+        // frame holds its buffer), the staging slice is that long, and callers `wait` before
+        // the host reads it or the staging buffer is touched again.
         unsafe {
             cudarc::driver::result::memcpy_dtoh_async(
-                &mut self.staging[at..],
+                &mut self.staging[at..at + pitch * rows],
                 from,
                 stream.cu_stream(),
             )
-            .map_err(fail)?;
         }
-        stream.synchronize().map_err(fail)
+        .map_err(fail)
+    }
+
+    /// Waits for the queued copies.
+    fn wait(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| Error::Codec {
+            stage: "cuda",
+            detail: format!("download: {e}"),
+        })
     }
 
     /// The luma of device frame `f` as a host GRAY8 frame (with `f`'s timestamp).
@@ -223,8 +228,9 @@ impl DeviceReader {
         if (self.luma.width(), self.luma.height()) != (w, h) {
             self.luma = ff::frame::Video::new(ff::format::Pixel::GRAY8, w, h);
         }
-        self.staging.clear();
-        self.fetch(p.y, p.pitch_y, h as usize)?;
+        self.staging.resize(p.pitch_y * h as usize, 0);
+        self.fetch(0, p.y, p.pitch_y, h as usize)?;
+        self.wait()?;
         let stride = self.luma.stride(0);
         let dst = self.luma.data_mut(0);
         for (row, src) in self.staging.chunks(p.pitch_y).enumerate() {
@@ -243,9 +249,12 @@ impl DeviceReader {
             self.picture = ff::frame::Video::new(ff::format::Pixel::YUV420P, w as u32, h as u32);
         }
         let (cw, ch) = crate::scale::chroma_size(w, h);
-        self.staging.clear();
-        self.fetch(p.y, p.pitch_y, h)?;
-        self.fetch(p.uv, p.pitch_uv, ch)?;
+        // Both planes' copies are queued, then waited for once.
+        let luma = p.pitch_y * h;
+        self.staging.resize(luma + p.pitch_uv * ch, 0);
+        self.fetch(0, p.y, p.pitch_y, h)?;
+        self.fetch(luma, p.uv, p.pitch_uv, ch)?;
+        self.wait()?;
         let (luma, chroma) = self.staging.split_at(p.pitch_y * h);
         // Pitched rows to packed planes, the layout unpack_nv12 reads.
         let pack = |plane: &[u8], pitch: usize, width: usize, out: &mut Vec<u8>| {

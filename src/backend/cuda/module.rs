@@ -16,7 +16,8 @@
 use super::kernels;
 use crate::error::{Error, Result};
 use cudarc::driver::{sys, sys::CUdevice_attribute as A, CudaContext, CudaModule};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// One way to get a kernel onto a device.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +75,30 @@ fn cuda_err(detail: String) -> Error {
 }
 
 /// Loads `kernel` (whose source is `source`) into `ctx`: the first candidate image that the
-/// driver takes, and which one it was.
+/// driver takes, and which one it was. A device's module is loaded once per process (the
+/// probe's load serves every session after it): the primary context it lives in is kept for
+/// the process too (`super::context`), and a PTX JIT or NVRTC compile costs seconds.
 pub fn load(
+    ctx: &Arc<CudaContext>,
+    kernel: &str,
+    source: &str,
+) -> Result<(Arc<CudaModule>, Image)> {
+    type Table = HashMap<(usize, String), (Arc<CudaModule>, Image)>;
+    static LOADED: OnceLock<Mutex<Table>> = OnceLock::new();
+    let mut loaded = LOADED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let key = (ctx.ordinal(), kernel.to_string());
+    if let Some(m) = loaded.get(&key) {
+        return Ok(m.clone());
+    }
+    let m = load_first_image(ctx, kernel, source)?;
+    loaded.insert(key, m.clone());
+    Ok(m)
+}
+
+fn load_first_image(
     ctx: &Arc<CudaContext>,
     kernel: &str,
     source: &str,
