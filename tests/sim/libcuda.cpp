@@ -56,7 +56,6 @@ int context_tokens[max_devices];
 int retains[max_devices];
 bool ever_retained[max_devices];
 size_t context_reinits = 0;
-unsigned primary_flags[max_devices];
 thread_local CUcontext current = nullptr;
 int device_count() {
     const char* n = getenv("GPUWORKER_SIM_DEVICES");
@@ -76,6 +75,8 @@ std::map<uintptr_t, size_t> pool_allocations;
 // a missing synchronisation shows as stale bytes, as on a GPU. The legacy NULL stream runs
 // work at once but first waits for every blocking stream, and serialises everything in the
 // context: real-gpu-rules.md R6 wants it unused, so its uses are counted for the exit report.
+// (CUDA Driver API, "Stream synchronization behavior": the legacy default stream waits for all
+// blocking streams, and streams created with CU_STREAM_NON_BLOCKING do not wait for it.)
 struct Stream {
     unsigned flags;
     std::vector<std::function<void()>> ops;
@@ -229,7 +230,6 @@ CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice d, unsigned flags) {
     if (!initialised) return CUDA_ERROR_NOT_INITIALIZED;
     if (d < 0 || d >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
     if (flags & ~0x1fu) return CUDA_ERROR_INVALID_VALUE;
-    primary_flags[d] = flags;
     return CUDA_SUCCESS;
 }
 
