@@ -303,9 +303,19 @@ fn image_to_image_and_upscale_take_multipart_images() {
         let (_, c) = post_form(base, "/image-to-image", &fields, Some(&other)).await;
         assert_ne!(a, c, "the output depends on the input image");
 
+        // The runner decodes the upload outside its error handling: a 500, as there.
         let (st, v) = post_form(base, "/image-to-image", &fields, Some(b"GIF89a garbage")).await;
-        assert_eq!(st, 400);
+        assert_eq!(st, 500);
         assert!(msg(&v).contains("not a decodable image"), "{v}");
+        // int(2 × 0.2) = 0 steps: diffusers refuses it and the runner answers 400.
+        let few = [
+            ("prompt", "x"),
+            ("num_inference_steps", "2"),
+            ("strength", "0.2"),
+        ];
+        let (st, v) = post_form(base, "/image-to-image", &few, Some(&png)).await;
+        assert_eq!(st, 400, "{v}");
+        assert!(msg(&v).contains("no denoising step"), "{v}");
         let (st, v) = post_form(base, "/image-to-image", &fields, None).await;
         assert_eq!(st, 422);
         assert_eq!(v["detail"][0]["loc"], json!(["body", "image"]));
@@ -384,6 +394,16 @@ fn out_of_memory_auth_and_oversized_bodies_leave_the_server_serving() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(msg(&v), "Invalid bearer token.");
         let r = post(json!({"prompt": "x"}), Some("wrong")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        // As the runner, the body is validated before the token: 422, and the empty-prompt
+        // 400, reach a client without one; every other check comes after the token's.
+        let r = post(json!({"width": 64}), None).await.unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+        let r = post(json!({"prompt": ""}), None).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let r = post(json!({"prompt": "x", "model_id": "other"}), None)
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 401);
         // 2048x2048 needs far more than 100 MiB: the runner's OOM answer, nothing allocated.
         let big = json!({"prompt": "x", "width": 2048, "height": 2048, "num_inference_steps": 1});

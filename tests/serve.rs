@@ -165,7 +165,7 @@ fn limits_answer_at_once() {
         let c = reqwest::Client::new();
         let r = c
             .post(format!("{}/transcode", s.base))
-            .body(vec![0x47u8; 1_500_000])
+            .body(vec![0x47u8; 6_000_000])
             .send()
             .await
             .unwrap();

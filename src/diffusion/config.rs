@@ -207,6 +207,9 @@ impl ModelFiles {
             "scheduler/scheduler_config.json",
             &bad,
         )?;
+        scheduler
+            .check()
+            .map_err(|e| bad(format!("scheduler/scheduler_config.json: {e}")))?;
         Ok(ModelFiles {
             dir: dir.to_path_buf(),
             pipeline_class,

@@ -307,7 +307,7 @@ impl Model {
         start: Option<Tensor>,
         noise: &mut Noise,
     ) -> Result<Tensor, DiffusionError> {
-        let sched = Scheduler::new(&self.files.scheduler, steps);
+        let mut sched = Scheduler::new(&self.files.scheduler, steps);
         let shape = [1, self.files.vae.latent_channels, lh, lw];
         // diffusers' prepare_latents scales given latents by init_noise_sigma too.
         let start = match start {
@@ -315,7 +315,7 @@ impl Model {
             None => noise.tensor(&shape, &self.device)?,
         };
         let x = (start.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
-        let x = self.denoise(cond, &sched, 0, x, image, noise)?;
+        let x = self.denoise(cond, &mut sched, 0, x, image, noise)?;
         self.decode(&x)
     }
 
@@ -328,17 +328,22 @@ impl Model {
         steps: usize,
         noise: &mut Noise,
     ) -> Result<Tensor, DiffusionError> {
-        let sched = Scheduler::new(&self.files.scheduler, steps);
-        let n = sched.timesteps().len();
-        // diffusers: run the last round(steps × strength) steps (at least one here).
-        let run = ((n as f64 * strength.clamp(0.0, 1.0)) as usize).clamp(1, n);
-        let start = n - run;
-        let latents = (self.vae_encoder.encode(image)? * self.files.vae.scaling_factor)?;
+        let mut sched = Scheduler::new(&self.files.scheduler, steps);
+        // diffusers: the last int(steps × strength) steps; none left is an error there too.
+        let start = sched
+            .start_for_strength(strength.clamp(0.0, 1.0))
+            .ok_or_else(|| {
+                DiffusionError::Input(format!(
+                    "strength {strength} × {steps} steps leaves no denoising step: raise \
+                 num_inference_steps or strength"
+                ))
+            })?;
+        let latents = (self.vae_encoder.encode(image, noise)? * self.files.vae.scaling_factor)?;
         let eps = noise
             .tensor(latents.dims(), &self.device)?
             .to_dtype(self.dtype)?;
         let x = sched.add_noise(&latents, &eps, start)?;
-        let x = self.denoise(cond, &sched, start, x, None, noise)?;
+        let x = self.denoise(cond, &mut sched, start, x, None, noise)?;
         self.decode(&x)
     }
 
@@ -347,7 +352,7 @@ impl Model {
     fn denoise(
         &self,
         cond: &Conditioning,
-        sched: &Scheduler,
+        sched: &mut Scheduler,
         start: usize,
         mut x: Tensor,
         extra: Option<&Tensor>,
@@ -371,7 +376,8 @@ impl Model {
             }
             None => None,
         };
-        for (i, &t) in sched.timesteps().iter().enumerate().skip(start) {
+        for i in start..sched.timesteps().len() {
+            let t = sched.timesteps()[i];
             let input = if batch == 2 {
                 Tensor::cat(&[&x, &x], 0)?
             } else {

@@ -6,25 +6,42 @@ use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A stream of standard normal samples from one seed.
+/// A stream of standard normal samples from one seed, or given values replayed in order.
 pub struct Noise {
-    rng: ChaCha8Rng,
+    source: Source,
+}
+
+enum Source {
+    Seeded(Box<ChaCha8Rng>),
+    Given(std::vec::IntoIter<f32>),
 }
 
 impl Noise {
     pub fn new(seed: u64) -> Self {
         Noise {
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            source: Source::Seeded(Box::new(ChaCha8Rng::seed_from_u64(seed))),
+        }
+    }
+
+    /// The draws of another implementation, replayed in order (then zeros): compares our
+    /// samplers with diffusers' draw for draw.
+    pub fn given(values: Vec<f32>) -> Self {
+        Noise {
+            source: Source::Given(values.into_iter()),
         }
     }
 
     /// `n` samples of N(0, 1) (Box–Muller on two uniform draws).
     pub fn samples(&mut self, n: usize) -> Vec<f32> {
+        let rng = match &mut self.source {
+            Source::Given(v) => return (0..n).map(|_| v.next().unwrap_or(0.0)).collect(),
+            Source::Seeded(rng) => rng,
+        };
         let mut out = Vec::with_capacity(n + 1);
         while out.len() < n {
             // u1 in (0, 1] so ln(u1) is finite.
-            let u1 = 1.0 - self.rng.random::<f64>();
-            let u2 = self.rng.random::<f64>();
+            let u1 = 1.0 - rng.random::<f64>();
+            let u2 = rng.random::<f64>();
             let r = (-2.0 * u1.ln()).sqrt();
             let t = std::f64::consts::TAU * u2;
             out.push((r * t.cos()) as f32);

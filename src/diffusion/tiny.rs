@@ -15,7 +15,7 @@ use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TinyKind {
-    /// Stable Diffusion 1.x shape, DDIM scheduler.
+    /// Stable Diffusion 1.x shape and scheduler (PNDM/PLMS, as SD 1.5 ships).
     Sd,
     /// sd-turbo shape: Euler with trailing timesteps (one-step image-to-image).
     Turbo,
@@ -54,7 +54,11 @@ pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError
             "vae": ["diffusers", "AutoencoderKL"],
             "text_encoder": ["transformers", "CLIPTextModel"],
             "tokenizer": ["transformers", "CLIPTokenizer"],
-            "scheduler": ["diffusers", if kind == TinyKind::Turbo { "EulerDiscreteScheduler" } else { "DDIMScheduler" }],
+            "scheduler": ["diffusers", match kind {
+                TinyKind::Sd => "PNDMScheduler",
+                TinyKind::Turbo => "EulerDiscreteScheduler",
+                TinyKind::Upscaler => "DDIMScheduler",
+            }],
         }),
     )?;
     put(
@@ -117,14 +121,27 @@ pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError
                 "prediction_type": "epsilon",
                 "timestep_spacing": "trailing",
             }),
-            _ => json!({
-                "_class_name": "DDIMScheduler",
+            // stable-diffusion-v1-5's scheduler_config.json.
+            TinyKind::Sd => json!({
+                "_class_name": "PNDMScheduler",
                 "beta_schedule": "scaled_linear",
                 "beta_start": 0.00085, "beta_end": 0.012,
+                "num_train_timesteps": 1000,
+                "set_alpha_to_one": false,
+                "skip_prk_steps": true,
+                "steps_offset": 1,
+                "clip_sample": false,
+            }),
+            // stable-diffusion-x4-upscaler's (ε here: the tiny UNet is random).
+            TinyKind::Upscaler => json!({
+                "_class_name": "DDIMScheduler",
+                "beta_schedule": "scaled_linear",
+                "beta_start": 0.0001, "beta_end": 0.02,
                 "num_train_timesteps": 1000,
                 "prediction_type": "epsilon",
                 "steps_offset": 1,
                 "set_alpha_to_one": false,
+                "clip_sample": false,
             }),
         },
     )?;

@@ -1,9 +1,12 @@
-//! The VAE's encoder half, returning the mean of the latent distribution. candle's
-//! `AutoEncoderKL::encode` only offers a sample drawn from its unseedable generator, which
-//! would make image-to-image differ between two identical requests; diffusers' pipelines
-//! also start from the mode when asked for determinism. Same weights, same layers as candle's.
+//! The VAE's encoder half, returning a sample of the latent distribution drawn from the
+//! request's [`Noise`] as diffusers' image-to-image does (`retrieve_latents(...,
+//! sample_mode="sample")`, pipeline_stable_diffusion_img2img.py; `DiagonalGaussianDistribution`
+//! in models/autoencoders/vae.py). candle's `AutoEncoderKL::encode` samples from its
+//! unseedable generator, so two identical requests would differ. Same weights, same layers
+//! as candle's.
 
 use super::config::VaeJson;
+use super::noise::Noise;
 use candle_core::{Module, Result, Tensor};
 use candle_nn as nn;
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
@@ -83,8 +86,9 @@ impl VaeEncoder {
         })
     }
 
-    /// The latent mean of `xs` (images in [-1, 1], `(n, 3, h, w)`).
-    pub fn encode(&self, xs: &Tensor) -> Result<Tensor> {
+    /// A latent sample for `xs` (images in [-1, 1], `(n, 3, h, w)`): mean + σ·ε, ε from
+    /// `noise`, log-variance clamped to [-30, 20] as diffusers clamps it.
+    pub fn encode(&self, xs: &Tensor, noise: &mut Noise) -> Result<Tensor> {
         let mut x = xs.apply(&self.conv_in)?;
         for b in &self.down_blocks {
             x = x.apply(b)?;
@@ -97,6 +101,14 @@ impl VaeEncoder {
         if let Some(q) = &self.quant_conv {
             x = q.forward(&x)?;
         }
-        x.narrow(1, 0, self.latent_channels)
+        let mean = x.narrow(1, 0, self.latent_channels)?;
+        let logvar = x
+            .narrow(1, self.latent_channels, self.latent_channels)?
+            .clamp(-30.0, 20.0)?;
+        let std = (logvar * 0.5)?.exp()?;
+        let eps = noise
+            .tensor(mean.dims(), mean.device())?
+            .to_dtype(mean.dtype())?;
+        mean + (std * eps)?
     }
 }

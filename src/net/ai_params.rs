@@ -127,11 +127,15 @@ impl Reader<'_> {
             .push(json!({"loc": ["body", name], "msg": msg, "type": kind}));
     }
 
-    /// The raw value; JSON null counts as absent (the runner's optional fields).
+    /// The raw value; JSON null counts as absent (the runner's optional fields), and so does
+    /// an empty form value (FastAPI 0.115 reads `name=` as missing).
     fn raw(&self, name: &str) -> Option<Result<&Value, &Part>> {
         match &self.fields {
             Fields::Json(m) => m.get(name).filter(|v| !v.is_null()).map(Ok),
-            Fields::Form(m) => m.get(name).map(Err),
+            Fields::Form(m) => m
+                .get(name)
+                .filter(|p| !matches!(p, Part::Text(t) if t.is_empty()))
+                .map(Err),
         }
     }
 
@@ -260,18 +264,60 @@ pub fn json_fields(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The model ids the runner treats as distilled (ai-runner pipelines text_to_image.py and
+/// image_to_image.py): guidance forced to 0; SDXL-Lightning also takes its step count from
+/// the checkpoint's name. Matched exactly as the runner matches them, not by substring.
+const TURBO_MODELS: [&str; 2] = ["stabilityai/sd-turbo", "stabilityai/sdxl-turbo"];
+const LIGHTNING_MODEL: &str = "ByteDance/SDXL-Lightning";
+
+/// The first part of a `|`-separated prompt, as the runner's `split_prompt(..., max_splits=3)`
+/// leaves it for single-encoder models (Stable Diffusion 1.x/2.x ignore `prompt_2`...):
+/// parts stripped, empty parts dropped. `None` when nothing is left.
+pub fn first_prompt(prompt: &str) -> Option<&str> {
+    prompt.splitn(4, '|').map(str::trim).find(|p| !p.is_empty())
+}
+
 /// Reads a generate request of `pipeline`, applying the runner's defaults and our limits.
+/// The outer error is what the runner answers before it checks the bearer token (422 for
+/// the body's fields, 400 for an empty text-to-image prompt); the inner one comes after.
 pub fn job(
     pipeline: Pipeline,
     fields: Fields,
     lim: Limits,
     factor: usize,
     loaded_model: &str,
-) -> Result<Job, ApiError> {
+) -> Result<Result<Job, ApiError>, ApiError> {
     let mut r = Reader {
         fields,
         errors: Vec::new(),
     };
+    let parsed = read(pipeline, &mut r);
+    if !r.errors.is_empty() {
+        return Err(ApiError::Validation(r.errors));
+    }
+    if pipeline == Pipeline::TextToImage && parsed.prompt.as_deref() == Some("") {
+        return Err(ApiError::bad("Prompt must be provided."));
+    }
+    Ok(finish(pipeline, parsed, lim, factor, loaded_model))
+}
+
+/// The fields of a request as read, before defaults.
+struct Parsed {
+    prompt: Option<String>,
+    image: Option<Bytes>,
+    model_id: String,
+    loras: Option<String>,
+    width: Option<i64>,
+    height: Option<i64>,
+    guidance: Option<f64>,
+    negative: Option<String>,
+    strength: Option<f64>,
+    seed: Option<i64>,
+    steps: Option<i64>,
+    images: Option<i64>,
+}
+
+fn read(pipeline: Pipeline, r: &mut Reader) -> Parsed {
     let prompt = r.string("prompt", true);
     let image = (pipeline != Pipeline::TextToImage)
         .then(|| r.file("image"))
@@ -307,32 +353,96 @@ pub fn job(
         Pipeline::Upscale => None,
         _ => r.int("num_images_per_prompt"),
     };
-    if !r.errors.is_empty() {
-        return Err(ApiError::Validation(r.errors));
+    Parsed {
+        prompt,
+        image,
+        model_id,
+        loras,
+        width,
+        height,
+        guidance,
+        negative,
+        strength,
+        seed,
+        steps,
+        images,
     }
+}
+
+/// Defaults, the runner's per-model overrides, and the checks after the token's.
+fn finish(
+    pipeline: Pipeline,
+    p: Parsed,
+    lim: Limits,
+    factor: usize,
+    loaded_model: &str,
+) -> Result<Job, ApiError> {
+    let Parsed {
+        prompt,
+        image,
+        model_id,
+        loras,
+        width,
+        height,
+        guidance,
+        negative,
+        strength,
+        seed,
+        steps,
+        images,
+    } = p;
     if !model_id.is_empty() && model_id != loaded_model {
         return Err(ApiError::bad(format!(
             "pipeline configured with {loaded_model} but called with {model_id}."
         )));
     }
-    let prompt = prompt.expect("checked");
-    if prompt.trim().is_empty() {
-        return Err(ApiError::bad("Prompt must be provided."));
+    let mut prompt = prompt.expect("checked");
+    let mut negative = negative.unwrap_or_default();
+    if pipeline == Pipeline::TextToImage {
+        // A whitespace-only prompt leaves split_prompt nothing; the runner fails outside its
+        // error handling there, a 500.
+        prompt = match first_prompt(&prompt) {
+            Some(p) => p.to_string(),
+            None => {
+                return Err(ApiError::Status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Prompt must be provided.".into(),
+                ))
+            }
+        };
+        negative = first_prompt(&negative).unwrap_or("").to_string();
     }
     if loras.is_some_and(|l| !l.trim().is_empty()) {
         return Err(ApiError::bad(
             "LoRAs are not supported by this worker; leave `loras` empty.",
         ));
     }
-    // The runner drops step counts below 1 and uses its default.
-    let default_steps = match pipeline {
-        Pipeline::TextToImage => 50,
-        Pipeline::ImageToImage => 100,
-        Pipeline::Upscale => 75,
-    };
+    let turbo = TURBO_MODELS.contains(&loaded_model) && pipeline != Pipeline::Upscale;
+    let lightning = loaded_model.contains(LIGHTNING_MODEL) && pipeline != Pipeline::Upscale;
+    // The route's default when the field is absent; below 1 the runner drops the field and
+    // diffusers' default applies (50, the upscaler's 75), or the turbo override's.
     let steps = match steps {
         Some(s) if s >= 1 => s as usize,
-        _ => default_steps,
+        Some(_) => match pipeline {
+            _ if turbo && pipeline == Pipeline::TextToImage => 1,
+            _ if turbo => 2,
+            Pipeline::Upscale => 75,
+            _ => 50,
+        },
+        None => match pipeline {
+            Pipeline::TextToImage => 50,
+            Pipeline::ImageToImage => 100,
+            Pipeline::Upscale => 75,
+        },
+    };
+    let steps = if lightning {
+        ["2step", "4step", "8step"]
+            .iter()
+            .zip([2, 4, 8])
+            .find(|(name, _)| loaded_model.contains(*name))
+            .map_or(2, |(_, n)| n)
+    } else {
+        steps
     };
     if steps > lim.max_steps {
         return Err(ApiError::bad(format!(
@@ -380,8 +490,9 @@ pub fn job(
             }
         }
         _ => {
-            let img =
-                Rgb::decode(&image.expect("checked")).map_err(|e| ApiError::bad(e.to_string()))?;
+            // The runner decodes outside its error handling: an undecodable image is a 500.
+            let img = Rgb::decode(&image.expect("checked"))
+                .map_err(|e| ApiError::Status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let (w, h) = (img.width as i64, img.height as i64);
             check_size(w, h, "input image")?;
             if pipeline == Pipeline::Upscale {
@@ -405,11 +516,15 @@ pub fn job(
     Ok(Job {
         base: Request {
             prompt,
-            negative_prompt: negative.unwrap_or_default(),
-            guidance_scale: guidance.unwrap_or(match pipeline {
-                Pipeline::Upscale => 9.0,
-                _ => 7.5,
-            }),
+            negative_prompt: negative,
+            guidance_scale: if turbo || lightning {
+                0.0
+            } else {
+                guidance.unwrap_or(match pipeline {
+                    Pipeline::Upscale => 9.0,
+                    _ => 7.5,
+                })
+            },
             steps,
             seed: seed as u64,
             task,
@@ -418,4 +533,131 @@ pub fn job(
         seed,
         images: images as usize,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: Limits = Limits {
+        max_side: 2048,
+        max_steps: 200,
+        max_images: 4,
+    };
+
+    fn t2i(body: Value, model: &str) -> Result<Result<Job, ApiError>, ApiError> {
+        let m = body.as_object().unwrap().clone();
+        job(Pipeline::TextToImage, Fields::Json(&m), LIM, 8, model)
+    }
+
+    fn ok(r: Result<Result<Job, ApiError>, ApiError>) -> Job {
+        match r {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) | Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn prompts_split_at_bars_as_the_runner_splits_them() {
+        assert_eq!(first_prompt("  a cat | a dog"), Some("a cat"));
+        assert_eq!(first_prompt(" | | a dog|x"), Some("a dog"));
+        assert_eq!(first_prompt("a|b|c|d|e"), Some("a"));
+        assert_eq!(first_prompt(" | "), None);
+        let j = ok(t2i(
+            json!({"prompt": "a castle | watercolor", "negative_prompt": "blurry|low"}),
+            "m",
+        ));
+        assert_eq!(
+            (j.base.prompt.as_str(), j.base.negative_prompt.as_str()),
+            ("a castle", "blurry")
+        );
+        // Whitespace only: the runner fails outside its handler, a 500; empty: its 400,
+        // before the token is checked.
+        match t2i(json!({"prompt": "   "}), "m") {
+            Ok(Err(ApiError::Status(s, _))) => assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(t2i(json!({"prompt": ""}), "m"), Err(ApiError::Status(s, _)) if s == StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn step_defaults_and_distilled_overrides_follow_the_runner() {
+        let steps = |body: Value, model: &str| ok(t2i(body, model)).base.steps;
+        assert_eq!(steps(json!({"prompt": "x"}), "m"), 50);
+        assert_eq!(
+            steps(json!({"prompt": "x", "num_inference_steps": 0}), "m"),
+            50
+        );
+        assert_eq!(
+            steps(
+                json!({"prompt": "x", "num_inference_steps": 0}),
+                "stabilityai/sd-turbo"
+            ),
+            1
+        );
+        assert_eq!(
+            steps(
+                json!({"prompt": "x", "num_inference_steps": 30}),
+                "ByteDance/SDXL-Lightning-4step"
+            ),
+            4
+        );
+        let g = |model: &str| {
+            ok(t2i(json!({"prompt": "x", "guidance_scale": 5.0}), model))
+                .base
+                .guidance_scale
+        };
+        assert_eq!(g("stabilityai/sd-turbo"), 0.0);
+        assert_eq!(g("stabilityai/sdxl-turbo"), 0.0);
+        assert_eq!(g("ByteDance/SDXL-Lightning"), 0.0);
+        // Matched exactly, as the runner does: a fine-tune named *turbo* keeps its guidance.
+        assert_eq!(g("someone/my-turbo-finetune"), 5.0);
+        // Image-to-image: absent → the route's 100; below 1 → diffusers' 50 (turbo: 2).
+        let png = Rgb {
+            width: 16,
+            height: 16,
+            data: vec![128; 16 * 16 * 3],
+        }
+        .png();
+        let form = |steps: Option<&str>, image: &[u8]| {
+            let mut m = HashMap::new();
+            m.insert("prompt".to_string(), Part::Text("x".into()));
+            m.insert(
+                "image".to_string(),
+                Part::File(Bytes::copy_from_slice(image)),
+            );
+            if let Some(s) = steps {
+                m.insert("num_inference_steps".to_string(), Part::Text(s.into()));
+            }
+            m
+        };
+        for (steps, model, want) in [
+            (None, "m", 100),
+            (Some("0"), "m", 50),
+            (Some("0"), "stabilityai/sd-turbo", 2),
+        ] {
+            let m = form(steps, &png);
+            let j = ok(job(Pipeline::ImageToImage, Fields::Form(&m), LIM, 8, model));
+            assert_eq!(j.base.steps, want, "{steps:?} {model}");
+        }
+        // An image that does not decode: the runner decodes outside its handler, a 500.
+        let m = form(None, b"not an image");
+        match job(Pipeline::ImageToImage, Fields::Form(&m), LIM, 8, "m") {
+            Ok(Err(ApiError::Status(s, _))) => assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_form_value_is_missing_as_fastapi_reads_it() {
+        let mut m = HashMap::new();
+        m.insert("prompt".to_string(), Part::Text(String::new()));
+        m.insert("image".to_string(), Part::File(Bytes::from_static(b"x")));
+        match job(Pipeline::ImageToImage, Fields::Form(&m), LIM, 8, "m") {
+            Err(ApiError::Validation(v)) => assert_eq!(v[0]["type"], "missing"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //! not fit in memory is refused with the runner's 500 out-of-memory answer.
 
 use super::ai_params::{self, ApiError, Fields, Job, Limits, Part, Pipeline};
+use super::request_body::{self, BodyError};
 use crate::diffusion::model::Model;
 use crate::diffusion::DiffusionError;
 use axum::body::Body;
@@ -18,7 +19,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -195,21 +195,15 @@ async fn hardware_stats(State(app): State<Arc<App>>) -> Response {
 
 /// The body, up to the limit.
 async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::Status(
+    request_body::read_limited(body, max)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => ApiError::Status(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body exceeds the limit of {max} bytes."),
-            ))
-        }
-        Err(e) => Err(ApiError::bad(format!(
-            "could not read the request body: {e}"
-        ))),
-    }
+                format!("Request body exceeds the limit of {limit} bytes."),
+            ),
+            BodyError::Read(_) => ApiError::bad(e.to_string()),
+        })
 }
 
 /// The parts of a multipart form, by name (files as bytes).
@@ -259,12 +253,6 @@ async fn generate_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Value, ApiError> {
-    if !super::serve::bearer_ok(app.cfg.token.as_deref(), headers) {
-        return Err(ApiError::Status(
-            StatusCode::UNAUTHORIZED,
-            "Invalid bearer token.".into(),
-        ));
-    }
     let body = read_body(body, app.cfg.max_body).await?;
     let pipeline = app.cfg.pipeline;
     let factor = app.model.factor();
@@ -276,12 +264,15 @@ async fn generate_inner(
         parts = form(headers, body).await?;
         Fields::Form(&parts)
     };
-    let mut job = ai_params::job(pipeline, fields, app.cfg.limits, factor, &app.cfg.model_id)?;
-    // Distilled one-step models ignore guidance (the runner forces 0 for these IDs).
-    let id = app.cfg.model_id.to_ascii_lowercase();
-    if id.contains("turbo") || id.contains("lightning") {
-        job.base.guidance_scale = 0.0;
+    // The runner validates the body before it checks the token.
+    let job = ai_params::job(pipeline, fields, app.cfg.limits, factor, &app.cfg.model_id)?;
+    if !super::serve::bearer_ok(app.cfg.token.as_deref(), headers) {
+        return Err(ApiError::Status(
+            StatusCode::UNAUTHORIZED,
+            "Invalid bearer token.".into(),
+        ));
     }
+    let job = job?;
     if app.waiting.fetch_add(1, Ordering::SeqCst) >= app.cfg.max_queue {
         app.waiting.fetch_sub(1, Ordering::SeqCst);
         return Err(ApiError::Status(

@@ -16,6 +16,7 @@ pub mod lpms_errors;
 pub mod metrics;
 pub mod profiles;
 pub mod proto;
+pub mod request_body;
 pub mod results;
 pub mod serve;
 pub mod sessions;

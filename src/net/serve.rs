@@ -14,10 +14,11 @@
 
 use super::metrics::Metrics;
 use super::profiles::WireProfileError;
+use super::request_body::{self, BodyError};
 use super::results;
 use super::sessions::{SessionTable, WorkDir};
 use crate::profile::{self, Profile};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +78,7 @@ pub async fn run(
         .route("/transcode", post(transcode))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_body))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(app);
     axum::serve(
         listener,
@@ -134,12 +135,23 @@ async fn transcode(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if !authorized(&app, &headers) {
         app.metrics.error("unauthorized", false);
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
+    let body = match request_body::read_limited(body, app.cfg.max_body).await {
+        Ok(b) => b,
+        Err(e @ BodyError::TooLarge { .. }) => {
+            app.metrics.error("request", false);
+            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
+        Err(e) => {
+            app.metrics.error("request", false);
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     let profiles = match request_profiles(
         h("profiles"),
