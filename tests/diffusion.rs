@@ -363,3 +363,125 @@ fn prompts_tokenize_as_transformers_clip_tokenizer() {
         );
     }
 }
+
+/// A Stable Diffusion 1.5-shaped checkpoint saved by diffusers and transformers themselves
+/// (tests/data/tiny-sd15: fp16 variant, the text encoder sharded under transformers' index
+/// name, slow-tokenizer files, SD 1.5's PNDM scheduler) and what diffusers 0.31 computes with
+/// it from fixed latents (tests/data/tiny-sd15-reference.json; `scripts/ai-reference` writes
+/// both). The prompt's embeddings must agree to 1e-4 and the image to ≥ 45 dB PSNR; a
+/// tokenizer, scheduler or loading slip costs far more than either.
+#[test]
+fn a_checkpoint_saved_by_diffusers_gives_diffusers_image() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("tiny-sd15-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let floats = |k: &str| -> Vec<f32> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let m = Model::load(
+        &data.join("tiny-sd15"),
+        gpuworker::diffusion::device(None).unwrap(),
+    )
+    .unwrap();
+    let (prompt, negative) = (
+        r["prompt"].as_str().unwrap(),
+        r["negative_prompt"].as_str().unwrap(),
+    );
+    let g = r["guidance_scale"].as_f64().unwrap();
+    let cond = m.condition(prompt, negative, g).unwrap();
+    let got: Vec<f32> = cond.embeddings().flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<f32> = [floats("negative_embeds"), floats("prompt_embeds")].concat();
+    let max_rel = |got: &[f32], want: &[f32]| {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0f32, |m, w| m.max(w.abs()));
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs() / scale)
+            .fold(0f32, f32::max)
+    };
+    let e = max_rel(&got, &want);
+    assert!(
+        e < 1e-4,
+        "prompt embeddings differ from transformers' by {e}"
+    );
+
+    let latents = gpuworker::diffusion::latents::Latents::from_npy(
+        &std::fs::read(data.join(r["latents"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let req = Request {
+        prompt: prompt.into(),
+        negative_prompt: negative.into(),
+        guidance_scale: g,
+        steps: r["steps"].as_u64().unwrap() as usize,
+        seed: 0,
+        task: Task::Text {
+            width: r["width"].as_u64().unwrap() as usize,
+            height: r["height"].as_u64().unwrap() as usize,
+        },
+        latents: Some(latents),
+    };
+    let fin: Vec<f32> = m
+        .final_latents(&cond, &req)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let e = max_rel(&fin, &floats("final_latents"));
+    eprintln!("final latents: max relative difference {e:.2e}");
+    let img = m.generate_with(&cond, &req).unwrap();
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        r["image_png"].as_str().unwrap(),
+    )
+    .unwrap();
+    let theirs = Rgb::decode(&png).unwrap();
+    assert_eq!((img.width, img.height), (theirs.width, theirs.height));
+    let p = gpuworker::scale::reference::psnr(&img.data, &theirs.data);
+    eprintln!("image: {p:.1} dB PSNR against diffusers'");
+    assert!(p >= 45.0, "image PSNR {p:.1} dB against diffusers'");
+    assert!(e < 1e-4, "final latents differ from diffusers' by {e}");
+
+    // transformers 5 saves CLIPTextModel without the `text_model.` prefix: the same weights
+    // in that layout (one fp32 file, no shards) give the same embeddings.
+    let dir = tempdir::Dir::new("clip-layout");
+    let copy = dir.0.join("m");
+    common::copy_dir(&data.join("tiny-sd15"), &copy);
+    let te = copy.join("text_encoder");
+    let mut tensors = std::collections::HashMap::new();
+    for f in std::fs::read_dir(&te).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "safetensors") {
+            for (k, t) in candle_core::safetensors::load(&p, &candle_core::Device::Cpu).unwrap() {
+                let k = k.strip_prefix("text_model.").unwrap_or(&k).to_string();
+                tensors.insert(k, t.to_dtype(candle_core::DType::F32).unwrap());
+            }
+        }
+        if p.extension()
+            .is_some_and(|e| e == "safetensors" || e == "json")
+            && !p.ends_with("config.json")
+        {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    assert!(tensors.keys().all(|k| !k.starts_with("text_model.")));
+    candle_core::safetensors::save(&tensors, te.join("model.safetensors")).unwrap();
+    let m5 = Model::load(&copy, gpuworker::diffusion::device(None).unwrap()).unwrap();
+    let got5: Vec<f32> = m5
+        .condition(prompt, negative, g)
+        .unwrap()
+        .embeddings()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let e = max_rel(&got5, &want);
+    assert!(e < 1e-4, "transformers 5 layout: embeddings differ by {e}");
+}

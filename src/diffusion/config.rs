@@ -193,6 +193,16 @@ impl ModelFiles {
                 "unet/config.json: block_out_channels and down_block_types differ in length".into(),
             ));
         }
+        // candle's DownBlock2D and UpBlock2D build their resnets with the default 32 groups
+        // whatever the configuration says (candle-transformers 0.11 unet_2d_blocks.rs), which
+        // would silently compute another network; every Stable Diffusion UNet has 32.
+        if unet.norm_num_groups != 32 {
+            return Err(bad(format!(
+                "unet/config.json: norm_num_groups {} is not supported (candle's UNet blocks \
+                 normalise in 32 groups, as every Stable Diffusion checkpoint does)",
+                unet.norm_num_groups
+            )));
+        }
         let vae: VaeJson = typed(json("vae/config.json")?, "vae/config.json", &bad)?;
         if vae.block_out_channels.is_empty() {
             return Err(bad("vae/config.json: no block_out_channels".into()));
@@ -222,7 +232,7 @@ impl ModelFiles {
 
     /// The safetensors files holding a component's weights, in the layouts diffusers and
     /// transformers save: one file, fp32 or the `fp16` variant, or shards listed by an
-    /// `*.safetensors.index.json` (`weight_map`). Pickle-only (`.bin`) weights are refused with
+    /// `*.safetensors.index[.fp16].json` (`weight_map`). Pickle-only (`.bin`) weights are refused with
     /// what to do: loading them would run arbitrary code, and candle does not.
     pub fn weights(&self, component: &str) -> Result<Vec<PathBuf>, DiffusionError> {
         let (stem, pickle) = if component == "text_encoder" {
@@ -240,8 +250,16 @@ impl ModelFiles {
             if single.is_file() {
                 return Ok(vec![single]);
             }
-            let index = dir.join(format!("{stem}{variant}.safetensors.index.json"));
-            if index.is_file() {
+            // transformers' and diffusers' `_add_variant` put the variant before `.json`
+            // (`model.safetensors.index.fp16.json`); accept the other order too.
+            let index = [
+                format!("{stem}.safetensors.index{variant}.json"),
+                format!("{stem}{variant}.safetensors.index.json"),
+            ]
+            .into_iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file());
+            if let Some(index) = index {
                 let rel = format!("{component}/{}", file_name(&index));
                 let text =
                     std::fs::read_to_string(&index).map_err(|e| bad(format!("{rel}: {e}")))?;

@@ -55,6 +55,13 @@ pub struct Conditioning {
     guidance: Option<f64>,
 }
 
+impl Conditioning {
+    /// `(1, tokens, dim)`, or `(2, ...)` = [negative, prompt] with classifier-free guidance.
+    pub fn embeddings(&self) -> &Tensor {
+        &self.embeddings
+    }
+}
+
 pub struct Model {
     pub files: ModelFiles,
     device: Device,
@@ -224,6 +231,17 @@ impl Model {
     /// Generates one image of `req` with its prompt already embedded as `cond` (the images
     /// of one request share it).
     pub fn generate_with(&self, cond: &Conditioning, req: &Request) -> Result<Rgb, DiffusionError> {
+        let latents = self.final_latents(cond, req)?;
+        Ok(Rgb::from_tensor(&self.decode(&latents)?)?)
+    }
+
+    /// The denoised latents of `req`, before the VAE decodes them (what diffusers returns
+    /// with `output_type="latent"`).
+    pub fn final_latents(
+        &self,
+        cond: &Conditioning,
+        req: &Request,
+    ) -> Result<Tensor, DiffusionError> {
         let f = self.factor();
         let (w, h) = match &req.task {
             Task::Text { width, height } => (*width, *height),
@@ -255,25 +273,24 @@ impl Model {
                 "latents are taken for text-to-image only".into(),
             ));
         }
-        let out = match &req.task {
+        match &req.task {
             Task::Text { .. } => {
                 let start = req
                     .latents
                     .as_ref()
                     .map(|l| self.given_latents(l, latent))
                     .transpose()?;
-                self.sample_from_noise(cond, latent, req.steps, None, start, &mut noise)?
+                self.sample_from_noise(cond, latent, req.steps, None, start, &mut noise)
             }
             Task::Image { image, strength } => {
                 let x = image.to_tensor(&self.device, self.dtype)?;
-                self.image_to_image(cond, &x, *strength, req.steps, &mut noise)?
+                self.image_to_image_latents(cond, &x, *strength, req.steps, &mut noise)
             }
             Task::Upscale { image } => {
                 let x = image.to_tensor(&self.device, self.dtype)?;
-                self.sample_from_noise(cond, latent, req.steps, Some(&x), None, &mut noise)?
+                self.sample_from_noise(cond, latent, req.steps, Some(&x), None, &mut noise)
             }
-        };
-        Ok(Rgb::from_tensor(&out)?)
+        }
     }
 
     /// The caller's latents as a tensor on the model's device, if their shape is the one a
@@ -315,12 +332,23 @@ impl Model {
             None => noise.tensor(&shape, &self.device)?,
         };
         let x = (start.to_dtype(self.dtype)? * sched.init_noise_sigma())?;
-        let x = self.denoise(cond, &mut sched, 0, x, image, noise)?;
-        self.decode(&x)
+        self.denoise(cond, &mut sched, 0, x, image, noise)
     }
 
     /// Image-to-image on `image` (`(1, 3, h, w)` in [-1, 1]); returns the same shape.
     pub fn image_to_image(
+        &self,
+        cond: &Conditioning,
+        image: &Tensor,
+        strength: f64,
+        steps: usize,
+        noise: &mut Noise,
+    ) -> Result<Tensor, DiffusionError> {
+        let latents = self.image_to_image_latents(cond, image, strength, steps, noise)?;
+        self.decode(&latents)
+    }
+
+    fn image_to_image_latents(
         &self,
         cond: &Conditioning,
         image: &Tensor,
@@ -343,8 +371,7 @@ impl Model {
             .tensor(latents.dims(), &self.device)?
             .to_dtype(self.dtype)?;
         let x = sched.add_noise(&latents, &eps, start)?;
-        let x = self.denoise(cond, &mut sched, start, x, None, noise)?;
-        self.decode(&x)
+        self.denoise(cond, &mut sched, start, x, None, noise)
     }
 
     /// The sampling loop from step `start`; `extra` is concatenated to the UNet's input
@@ -400,7 +427,8 @@ impl Model {
         Ok(x)
     }
 
-    fn decode(&self, latents: &Tensor) -> Result<Tensor, DiffusionError> {
+    /// Latents to an image `(1, 3, h, w)` in [-1, 1].
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor, DiffusionError> {
         Ok(self
             .vae
             .decode(&(latents / self.files.vae.scaling_factor)?)?

@@ -73,7 +73,8 @@ pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError
             "layers_per_block": 1,
             "attention_head_dim": 8,
             "cross_attention_dim": DIM,
-            "norm_num_groups": 8,
+            // 32, as every Stable Diffusion UNet (candle's blocks assume it).
+            "norm_num_groups": 32,
             "num_class_embeds": if upscaler { json!(1000) } else { json!(null) },
         }),
     )?;

@@ -162,3 +162,17 @@ pub fn small_clip(dir: &Path, segments: u32, segment_seconds: u32) -> Vec<PathBu
 
 /// A two-rendition ladder small enough for quick concurrent tests.
 pub const SMALL_LADDER: &str = r#"[{"name":"144p","width":256,"height":144,"bitrate":200000},{"name":"72p","width":128,"height":72,"bitrate":100000}]"#;
+
+/// Copies the directory tree `from` to `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
