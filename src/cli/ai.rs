@@ -246,7 +246,8 @@ pub struct DiffuseArgs {
     /// With --diffuse: how much of each frame is redrawn (0..1).
     #[arg(long, default_value_t = 0.5)]
     pub strength: f64,
-    /// With --diffuse: scheduler steps (strength × steps are run, at least one).
+    /// With --diffuse: scheduler steps; int(steps × strength) of them run, as in diffusers'
+    /// image-to-image, and that must be at least one.
     #[arg(long, default_value_t = 2)]
     pub diffuse_steps: usize,
     /// With --diffuse: classifier-free guidance (≤ 1: off, one UNet pass per step).
@@ -274,6 +275,13 @@ impl DiffuseArgs {
         anyhow::ensure!(
             self.diffuse_steps >= 1,
             "--diffuse-steps must be at least 1"
+        );
+        anyhow::ensure!(
+            (self.diffuse_steps as f64 * self.strength) as usize >= 1,
+            "--strength {} × --diffuse-steps {} leaves no denoising step (diffusers runs \
+             int(steps × strength) of them): raise either",
+            self.strength,
+            self.diffuse_steps
         );
         let model = load(dir, self.diffuse_gpu)?;
         Ok(Some(Arc::new(DiffuseConfig {
