@@ -103,6 +103,7 @@ pub struct AiArgs {
 }
 
 fn load(dir: &Path, cuda: Option<usize>) -> anyhow::Result<Model> {
+    gpuworker::diffusion::heap::keep_freed_memory();
     let device = gpuworker::diffusion::device(cuda)?;
     let t = std::time::Instant::now();
     let model = Model::load(dir, device)?;
@@ -211,7 +212,7 @@ fn once(args: &AiArgs, model: &Model, prompt: &str) -> anyhow::Result<i32> {
 pub struct TestModelArgs {
     /// Directory to write (replaced if it exists).
     pub dir: PathBuf,
-    /// Model shape: sd (DDIM), turbo (Euler, trailing timesteps) or upscaler (x4).
+    /// Model shape: sd (SD 1.5: PNDM), turbo (Euler, trailing timesteps) or upscaler (x4).
     #[arg(long, value_enum, default_value = "turbo")]
     pub kind: TinyKind,
     /// Seed of the random weights.

@@ -11,6 +11,7 @@
 
 pub mod clip_bpe;
 pub mod config;
+pub mod heap;
 pub mod latents;
 pub mod memory;
 pub mod model;
