@@ -360,6 +360,13 @@ fn image_to_image_and_upscale_take_multipart_images() {
         let url = a["images"][0]["url"].as_str().unwrap();
         assert_eq!(probe_png(url, &dir.join("up.png")), ("png".into(), 96, 64));
         assert_eq!(a["images"].as_array().unwrap().len(), 1);
+        // 26x18 is rounded down to 24x16 first, as diffusers' upscale image processor does.
+        let odd = test_png(&dir, 26, 18);
+        let fields = [("prompt", "sharp"), ("num_inference_steps", "1")];
+        let (st, b) = post_form(&s.base, "/upscale", &fields, Some(&odd)).await;
+        assert_eq!(st, 200, "{b}");
+        let url = b["images"][0]["url"].as_str().unwrap();
+        assert_eq!(probe_png(url, &dir.join("up2.png")), ("png".into(), 96, 64));
     });
 }
 

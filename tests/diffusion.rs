@@ -485,3 +485,31 @@ fn a_checkpoint_saved_by_diffusers_gives_diffusers_image() {
     let e = max_rel(&got5, &want);
     assert!(e < 1e-4, "transformers 5 layout: embeddings differ by {e}");
 }
+
+/// The video stage's frames pass the same memory guard as requests: a frame that would not fit
+/// is refused with the out-of-memory error before anything is allocated.
+#[test]
+fn the_diffuse_stage_refuses_a_frame_that_would_not_fit() {
+    use gpuworker::diffusion::video::DiffuseConfig;
+    let dir = tempdir::Dir::new("diffuse-guard");
+    let path = dir.0.join("model");
+    tiny::write(&path, TinyKind::Turbo, 3).unwrap();
+    let mut m = Model::load(&path, gpuworker::diffusion::device(None).unwrap()).unwrap();
+    m.memory_limit = Some(100 << 20);
+    let cfg = DiffuseConfig {
+        model: std::sync::Arc::new(m),
+        prompt: "x".into(),
+        negative_prompt: String::new(),
+        guidance_scale: 0.0,
+        strength: 0.5,
+        steps: 2,
+        seed: 1,
+    };
+    let cond = cfg.condition().unwrap();
+    let dev = candle_core::Device::Cpu;
+    let big = candle_core::Tensor::zeros((1, 3, 512, 512), candle_core::DType::F32, &dev).unwrap();
+    let e = cfg.frame(&cond, &big).unwrap_err();
+    assert!(e.is_oom(), "{e}");
+    let small = candle_core::Tensor::zeros((1, 3, 16, 16), candle_core::DType::F32, &dev).unwrap();
+    assert_eq!(cfg.frame(&cond, &small).unwrap().dims(), &[1, 3, 16, 16]);
+}

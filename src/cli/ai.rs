@@ -30,8 +30,8 @@ pub struct AiArgs {
     #[arg(long, env = "PIPELINE", value_enum)]
     pub pipeline: Pipeline,
     /// A diffusers model directory (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
-    /// scheduler/) with safetensors weights. Stable Diffusion 1.x/2.x family, sd-turbo, the
-    /// x4 upscaler.
+    /// scheduler/) with safetensors weights. Stable Diffusion 1.x/2.x family and sd-turbo;
+    /// options candle's UNet cannot compute (the real x4 upscaler's, SDXL's) are refused.
     #[arg(long)]
     pub model: PathBuf,
     /// The model ID requests may name (env MODEL_ID; default: the directory's name).
@@ -176,7 +176,14 @@ fn once(args: &AiArgs, model: &Model, prompt: &str) -> anyhow::Result<i32> {
                 strength: args.strength,
             }
         }
-        Pipeline::Upscale => Task::Upscale { image: input()? },
+        Pipeline::Upscale => {
+            // Rounded down to a multiple of 4, as diffusers' upscale image processor does.
+            let img = input()?;
+            let (w, h) = ((img.width / 4 * 4).max(4), (img.height / 4 * 4).max(4));
+            Task::Upscale {
+                image: img.resized(w, h),
+            }
+        }
     };
     let req = Request {
         prompt: prompt.into(),

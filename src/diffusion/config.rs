@@ -58,8 +58,108 @@ pub struct UnetJson {
     pub center_input_sample: bool,
     #[serde(default)]
     pub addition_embed_type: Option<String>,
-    #[serde(default)]
-    pub num_class_embeds: Option<usize>,
+}
+
+/// The first UNet option set to something candle's `UNet2DConditionModel` does not compute
+/// (it would otherwise be ignored and another network run), with why; None when it runs as
+/// diffusers builds it. Absent keys take diffusers' defaults, which are all supported.
+fn unsupported_unet_option(v: &Value) -> Option<String> {
+    let get = |k: &str| v.get(k).filter(|x| !x.is_null());
+    let truthy = |x: &Value| match x {
+        Value::Bool(b) => *b,
+        Value::Array(a) => a.iter().any(|e| e.as_bool() == Some(true)),
+        _ => false,
+    };
+    for (key, what) in [
+        (
+            "only_cross_attention",
+            "cross-attention-only blocks (the x4 upscaler's)",
+        ),
+        ("dual_cross_attention", "dual cross-attention"),
+        ("class_embeddings_concat", "concatenated class embeddings"),
+        ("resnet_skip_time_act", "resnet_skip_time_act"),
+        (
+            "mid_block_only_cross_attention",
+            "a cross-attention-only mid block",
+        ),
+    ] {
+        if get(key).is_some_and(truthy) {
+            return Some(format!("{key}: {what} is not supported by candle's UNet"));
+        }
+    }
+    for (key, what) in [
+        (
+            "num_class_embeds",
+            "a class embedding (the x4 upscaler's noise-level labels)",
+        ),
+        ("class_embed_type", "a class embedding"),
+        ("time_cond_proj_dim", "guidance-conditioned timesteps (LCM)"),
+        ("encoder_hid_dim_type", "an encoder projection"),
+        ("time_embedding_act_fn", "a time-embedding activation"),
+        ("timestep_post_act", "a post-timestep activation"),
+        ("cross_attention_norm", "a cross-attention norm"),
+        (
+            "reverse_transformer_layers_per_block",
+            "per-up-block transformer depths",
+        ),
+    ] {
+        if let Some(x) = get(key) {
+            return Some(format!(
+                "{key} {x}: {what} is not supported by candle's UNet"
+            ));
+        }
+    }
+    for (key, want) in [
+        ("act_fn", "silu"),
+        ("time_embedding_type", "positional"),
+        ("resnet_time_scale_shift", "default"),
+        ("attention_type", "default"),
+        ("mid_block_type", "UNetMidBlock2DCrossAttn"),
+    ] {
+        if let Some(x) = get(key).and_then(Value::as_str).filter(|x| *x != want) {
+            return Some(format!("{key} {x:?} is not supported (only {want:?})"));
+        }
+    }
+    for key in ["conv_in_kernel", "conv_out_kernel"] {
+        if let Some(k) = get(key).and_then(Value::as_u64).filter(|&k| k != 3) {
+            return Some(format!("{key} {k} is not supported (only 3)"));
+        }
+    }
+    if let Some(f) = get("resnet_out_scale_factor")
+        .and_then(Value::as_f64)
+        .filter(|&f| f != 1.0)
+    {
+        return Some(format!(
+            "resnet_out_scale_factor {f} is not supported (only 1)"
+        ));
+    }
+    // candle builds the up blocks as the down blocks reversed.
+    let names = |k: &str| -> Vec<String> {
+        get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let down = names("down_block_types");
+    if let Some(d) = down
+        .iter()
+        .find(|d| !matches!(d.as_str(), "CrossAttnDownBlock2D" | "DownBlock2D"))
+    {
+        return Some(format!("down block type {d} is not supported"));
+    }
+    let up = names("up_block_types");
+    let mirrored: Vec<String> = down.iter().rev().map(|d| d.replace("Down", "Up")).collect();
+    if !up.is_empty() && up != mirrored {
+        return Some(format!(
+            "up_block_types {up:?} are not the down blocks mirrored ({mirrored:?}), which is all \
+             candle's UNet builds"
+        ));
+    }
+    None
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,10 +276,14 @@ impl ModelFiles {
         if index.get("text_encoder_2").is_some_and(|v| !v.is_null()) {
             return Err(bad(format!(
                 "{pipeline_class} has a second text encoder (SDXL family); this worker runs the \
-                 Stable Diffusion 1.x/2.x family (sd-turbo, SD 1.5, SD 2.1, the x4 upscaler)"
+                 Stable Diffusion 1.x/2.x family (sd-turbo, SD 1.5, SD 2.1)"
             )));
         }
-        let unet: UnetJson = typed(json("unet/config.json")?, "unet/config.json", &bad)?;
+        let unet_raw = json("unet/config.json")?;
+        if let Some(problem) = unsupported_unet_option(&unet_raw) {
+            return Err(bad(format!("unet/config.json: {problem}")));
+        }
+        let unet: UnetJson = typed(unet_raw, "unet/config.json", &bad)?;
         if let Some(t) = &unet.addition_embed_type {
             return Err(bad(format!(
                 "unet/config.json: addition_embed_type '{t}' (SDXL-style conditioning) is not \
@@ -364,4 +468,36 @@ impl ModelFiles {
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsupported_unet_option;
+    use serde_json::json;
+
+    #[test]
+    fn unet_options_candle_cannot_compute_are_named() {
+        // stabilityai/stable-diffusion-x4-upscaler's unet/config.json (the relevant keys).
+        let x4 = json!({
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+            "only_cross_attention": [true, true, true, false],
+            "num_class_embeds": 1000,
+        });
+        assert!(unsupported_unet_option(&x4)
+            .unwrap()
+            .starts_with("only_cross_attention"));
+        let lcm = json!({"time_cond_proj_dim": 256});
+        assert!(unsupported_unet_option(&lcm).unwrap().contains("LCM"));
+        let odd = json!({
+            "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+        });
+        assert!(unsupported_unet_option(&odd).unwrap().contains("mirrored"));
+        // SD 1.5's layout, every key at diffusers' defaults as save_pretrained writes them.
+        let sd15: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/tiny-sd15/unet/config.json"))
+                .unwrap();
+        assert_eq!(unsupported_unet_option(&sd15), None);
+    }
 }

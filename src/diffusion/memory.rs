@@ -7,15 +7,17 @@
 use super::config::ModelFiles;
 
 /// Bytes a generation needs beyond the loaded weights: the largest of the UNet's
-/// activations and attention maps at the latent size, and the VAE's at the pixel size.
+/// activations and attention maps at the latent size, and the VAE's at the pixel size, with
+/// `elem` bytes per element (4 for f32 on the CPU, 2 for f16 on CUDA).
 pub fn estimate(
     m: &ModelFiles,
     batch: usize,
     latent: (usize, usize),
     pixels: (usize, usize),
     encode_too: bool,
+    elem: u64,
 ) -> u64 {
-    let f32b = 4u64;
+    let f32b = elem;
     let tokens = (latent.0 * latent.1) as u64;
     let batch = batch as u64;
     let levels = m.unet.block_out_channels.len() as u64;

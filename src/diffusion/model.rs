@@ -252,21 +252,7 @@ impl Model {
         check_multiple(w, h, if upscale { 1 } else { f })?;
         let latent = if upscale { (h, w) } else { (h / f, w / f) };
         let pixels = (latent.0 * f, latent.1 * f);
-        let batch = cond.embeddings.dim(0)?;
-        let need = memory::estimate(
-            &self.files,
-            batch,
-            latent,
-            pixels,
-            matches!(req.task, Task::Image { .. }),
-        );
-        let avail = memory::available(self.memory_limit);
-        if need > avail {
-            return Err(DiffusionError::OutOfMemory {
-                need_mib: need >> 20,
-                available_mib: avail >> 20,
-            });
-        }
+        self.admit(cond, latent, pixels, matches!(req.task, Task::Image { .. }))?;
         let mut noise = Noise::new(req.seed);
         if req.latents.is_some() && !matches!(req.task, Task::Text { .. }) {
             return Err(DiffusionError::Input(
@@ -291,6 +277,27 @@ impl Model {
                 self.sample_from_noise(cond, latent, req.steps, Some(&x), None, &mut noise)
             }
         }
+    }
+
+    /// Refuses a generation whose working memory would not fit (nothing allocated yet).
+    fn admit(
+        &self,
+        cond: &Conditioning,
+        latent: (usize, usize),
+        pixels: (usize, usize),
+        encode_too: bool,
+    ) -> Result<(), DiffusionError> {
+        let batch = cond.embeddings.dim(0)?;
+        let elem = self.dtype.size_in_bytes() as u64;
+        let need = memory::estimate(&self.files, batch, latent, pixels, encode_too, elem);
+        let avail = memory::available(self.memory_limit);
+        if need > avail {
+            return Err(DiffusionError::OutOfMemory {
+                need_mib: need >> 20,
+                available_mib: avail >> 20,
+            });
+        }
+        Ok(())
     }
 
     /// The caller's latents as a tensor on the model's device, if their shape is the one a
@@ -344,6 +351,10 @@ impl Model {
         steps: usize,
         noise: &mut Noise,
     ) -> Result<Tensor, DiffusionError> {
+        // The video stage calls this directly for every frame: the same guard as requests.
+        let (_, _, h, w) = image.dims4()?;
+        let f = self.factor();
+        self.admit(cond, (h / f, w / f), (h, w), true)?;
         let latents = self.image_to_image_latents(cond, image, strength, steps, noise)?;
         self.decode(&latents)
     }

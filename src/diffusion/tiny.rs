@@ -75,7 +75,6 @@ pub fn write(dir: &Path, kind: TinyKind, seed: u64) -> Result<(), DiffusionError
             "cross_attention_dim": DIM,
             // 32, as every Stable Diffusion UNet (candle's blocks assume it).
             "norm_num_groups": 32,
-            "num_class_embeds": if upscaler { json!(1000) } else { json!(null) },
         }),
     )?;
     put(

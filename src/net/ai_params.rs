@@ -496,8 +496,18 @@ fn finish(
             let (w, h) = (img.width as i64, img.height as i64);
             check_size(w, h, "input image")?;
             if pipeline == Pipeline::Upscale {
-                check_size(w * factor as i64, h * factor as i64, "upscaled image")?;
-                Task::Upscale { image: img }
+                // The upscale pipeline's image processor (vae_scale_factor 4) rounds the input
+                // down to a multiple of 4 (pipeline_stable_diffusion_upscale.py).
+                let (rw, rh) = (img.width / 4 * 4, img.height / 4 * 4);
+                if rw == 0 || rh == 0 {
+                    return Err(ApiError::bad(format!(
+                        "input image {w}x{h} is smaller than 4x4."
+                    )));
+                }
+                check_size((rw * factor) as i64, (rh * factor) as i64, "upscaled image")?;
+                Task::Upscale {
+                    image: img.resized(rw, rh),
+                }
             } else {
                 // diffusers' image processor rounds down to the VAE's multiple.
                 let (rw, rh) = (img.width / factor * factor, img.height / factor * factor);
