@@ -53,7 +53,11 @@ impl PromptTokenizer {
             Inner::Clip { bpe, .. } => bpe.token_id(tok),
         };
         let eos = token_id(EOS).ok_or_else(|| bad(format!("no {EOS} token")))?;
-        // SD 2.x pads with "!" (tokenizer_config.json's pad_token); SD 1.x with the EOS.
+        // The pad token is tokenizer_config.json's `pad_token`, else the end token, as
+        // transformers 4.57's CLIPTokenizer takes it: special_tokens_map.json is not read for
+        // it (SD 2.x ships `"!"` there and `<|endoftext|>` in the config; transformers pads
+        // with `<|endoftext|>`, checked with scripts/ai-reference's venv), and a config that
+        // says `"!"` pads with "!".
         let pad = std::fs::read_to_string(dir.join("tokenizer_config.json"))
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
@@ -93,5 +97,38 @@ impl PromptTokenizer {
         }
         ids.resize(len, self.pad);
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PromptTokenizer;
+
+    /// SD 2.x's layout: `"!"` in special_tokens_map.json, `<|endoftext|>` in the config.
+    #[test]
+    fn the_pad_token_is_the_configs_as_transformers_reads_it() {
+        let src =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-sd15/tokenizer");
+        let dir = std::env::temp_dir().join(format!("gpuworker-pad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["vocab.json", "merges.txt", "tokenizer_config.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        std::fs::write(dir.join("special_tokens_map.json"), r#"{"pad_token": "!"}"#).unwrap();
+        let t = PromptTokenizer::load(&dir).unwrap();
+        let ids = t.ids("a cat", 8).unwrap();
+        // transformers: [541, 320, 66, 521, 542, 542, 542, 542].
+        assert_eq!(ids, [541, 320, 66, 521, 542, 542, 542, 542]);
+        let cfg = std::fs::read_to_string(src.join("tokenizer_config.json")).unwrap();
+        let cfg = cfg.replace(r#""pad_token": "<|endoftext|>""#, r#""pad_token": "!""#);
+        std::fs::write(dir.join("tokenizer_config.json"), cfg).unwrap();
+        // transformers: [541, 320, 66, 521, 542, 0, 0, 0] ("!" as a token, not the word "!</w>").
+        let t = PromptTokenizer::load(&dir).unwrap();
+        assert_eq!(
+            t.ids("a cat", 8).unwrap(),
+            [541, 320, 66, 521, 542, 0, 0, 0]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
