@@ -88,6 +88,9 @@ fn a_segment_comes_back_as_multipart_renditions() {
         };
         let r = post("wrong", None, body.clone()).await.unwrap();
         assert_eq!(r.status(), 401);
+        // A large segment without the token still gets its 401, not a reset connection.
+        let r = post("wrong", None, vec![0x47; 6_000_000]).await.unwrap();
+        assert_eq!(r.status(), 401);
         let r = post("t0ken", Some("P999p"), body.clone()).await.unwrap();
         assert_eq!(r.status(), 400);
         assert!(r.text().await.unwrap().contains("P999p"));

@@ -139,6 +139,8 @@ async fn transcode(
 ) -> Response {
     if !authorized(&app, &headers) {
         app.metrics.error("unauthorized", false);
+        // Read the segment off the socket first, or the client may see a reset, not the 401.
+        let _ = request_body::read_limited(body, 0).await;
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let body = match request_body::read_limited(body, app.cfg.max_body).await {
