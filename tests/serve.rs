@@ -130,7 +130,7 @@ fn a_segment_comes_back_as_multipart_renditions() {
             "gpuworker_segments_total 2",
             "gpuworker_sessions 1",
             "gpuworker_segment_latency_seconds_count 2",
-            "gpuworker_errors_total{kind=\"unauthorized\"} 1",
+            "gpuworker_errors_total{kind=\"unauthorized\"} 2",
             "gpuworker_errors_total{kind=\"request\"} 2",
             "gpuworker_errors_total{kind=\"transcode\"} 1",
             "gpuworker_device_sessions{device=\"cpu\"} 1",
