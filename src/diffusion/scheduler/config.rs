@@ -106,7 +106,8 @@ impl SchedulerConfig {
         })
     }
 
-    fn kind_or_ddim(&self) -> Kind {
+    /// The sampler, DDIM for a class [`Self::check`] refuses (which never reaches a request).
+    pub fn kind_or_ddim(&self) -> Kind {
         self.kind().unwrap_or(Kind::Ddim)
     }
 

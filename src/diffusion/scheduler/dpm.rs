@@ -37,12 +37,8 @@ pub fn schedule(
             .map(|x| tables::round_half_even(x) - 1.0)
             .collect(),
     };
-    let train: Vec<f64> = tables::train_sigmas(alphas_cumprod)
-        .into_iter()
-        .map(f32r)
-        .collect();
+    let (train, log_train) = tables::train_sigmas(alphas_cumprod);
     let mut sigmas: Vec<f64> = if cfg.use_karras_sigmas() {
-        let log_train: Vec<f64> = train.iter().map(|s| f32r(s.ln())).collect();
         let flipped: Vec<f64> = train.iter().rev().copied().collect();
         let s = tables::karras(&flipped, steps, None, None);
         timesteps = s

@@ -64,7 +64,7 @@ impl Scheduler {
     pub fn new(cfg: &SchedulerConfig, steps: usize) -> Self {
         let train_steps = cfg.num_train_timesteps();
         let steps = steps.clamp(1, train_steps);
-        let kind = cfg.kind().unwrap_or(Kind::Ddim);
+        let kind = cfg.kind_or_ddim();
         let alphas_cumprod = tables::alphas_cumprod(cfg);
         let (timesteps, sigmas) = match kind {
             Kind::Ddim | Kind::Pndm => (alpha::timesteps(cfg, kind, steps), vec![]),

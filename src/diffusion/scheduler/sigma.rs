@@ -19,12 +19,7 @@ pub fn schedule(
 ) -> (Vec<f64>, Vec<f64>) {
     let f32r = |x: f64| x as f32 as f64;
     let mut timesteps = tables::spaced_timesteps(cfg, steps, false);
-    // σ of every training step as torch computes it (float32), and its float32 log.
-    let train: Vec<f64> = tables::train_sigmas(alphas_cumprod)
-        .into_iter()
-        .map(f32r)
-        .collect();
-    let log_train: Vec<f64> = train.iter().map(|s| f32r(s.ln())).collect();
+    let (train, log_train) = tables::train_sigmas(alphas_cumprod);
     let mut sigmas: Vec<f64> = timesteps
         .iter()
         .map(|&t| tables::interp(&train, t))
@@ -97,10 +92,15 @@ pub fn euler_step(
 /// LMSDiscreteScheduler.step: `x + Σ c_k · d_{i−k}` over the last (up to 4) derivatives, the
 /// coefficients the integrals of the Lagrange basis over [σ_i, σ_{i+1}].
 pub fn lms_step(sch: &mut Scheduler, out: &Tensor, i: usize, x: &Tensor) -> Result<Tensor> {
-    let s = sch.sigmas[i];
-    let derivative = ((x - x0(sch.prediction, out, x, s)?)? / s)?;
-    let sigmas = sch.sigmas.clone();
-    let State::Lms { derivatives } = &mut sch.state else {
+    let Scheduler {
+        sigmas,
+        prediction,
+        state,
+        ..
+    } = sch;
+    let s = sigmas[i];
+    let derivative = ((x - x0(*prediction, out, x, s)?)? / s)?;
+    let State::Lms { derivatives } = state else {
         unreachable!("an LMS scheduler holds its derivatives");
     };
     derivatives.push(derivative);
@@ -112,7 +112,7 @@ pub fn lms_step(sch: &mut Scheduler, out: &Tensor, i: usize, x: &Tensor) -> Resu
     let order = (i + 1).min(LMS_ORDER);
     let mut next = x.clone();
     for (k, d) in (0..order).zip(derivatives.iter().rev()) {
-        let c = lms_coefficient(&sigmas, order, i, k);
+        let c = lms_coefficient(sigmas, order, i, k);
         next = (next + (d * c)?)?;
     }
     Ok(next)

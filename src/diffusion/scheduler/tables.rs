@@ -81,12 +81,16 @@ fn rescale_zero_terminal_snr(betas: &[f64]) -> Vec<f64> {
     out
 }
 
-/// σ_t = √((1 − ᾱ_t)/ᾱ_t) for every training timestep.
-pub fn train_sigmas(alphas_cumprod: &[f64]) -> Vec<f64> {
-    alphas_cumprod
+/// σ_t = √((1 − ᾱ_t)/ᾱ_t) for every training timestep, and its log, each rounded to f32 as
+/// the σ samplers compute them from torch's float32 ᾱ (`np.log` of a float32 array).
+pub fn train_sigmas(alphas_cumprod: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let f32r = |x: f64| x as f32 as f64;
+    let sigmas: Vec<f64> = alphas_cumprod
         .iter()
-        .map(|a| ((1.0 - a) / a).sqrt())
-        .collect()
+        .map(|a| f32r(((1.0 - a) / a).sqrt()))
+        .collect();
+    let logs = sigmas.iter().map(|s| f32r(s.ln())).collect();
+    (sigmas, logs)
 }
 
 /// The inference timesteps of `steps` steps, noisiest first, before any rounding to integers.
